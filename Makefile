@@ -1,0 +1,40 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+# Each creates .venv and installs the project into it first.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export ROUTIINE_HOME ?= $(CURDIR)/.routiine
+
+.PHONY: demo test ui lint install clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(BIN)/routiine demo
+
+ui: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check routiine_pipeline tests bench
+	$(BIN)/ruff format --check routiine_pipeline tests bench
+
+clean:
+	rm -rf $(VENV) .routiine .dagster_home

@@ -1,0 +1,1 @@
+"""Routiine: deal intelligence beside Salesforce, orchestrated by Dagster."""

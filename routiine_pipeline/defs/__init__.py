@@ -1,0 +1,1 @@
+"""Dagster definitions: a thin layer over the plain modules of the package."""

@@ -1,0 +1,1 @@
+"""Salesforce REST client, SOQL building and record shapes, free of Dagster."""

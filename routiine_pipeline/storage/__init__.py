@@ -1,0 +1,1 @@
+"""Per-tenant DuckDB storage: raw tables, watermarks and the helpers to open them."""
