@@ -1,4 +1,4 @@
-"""Dagster resources: the tenant warehouse, the control store and Salesforce access."""
+"""Dagster resources: the tenant warehouse, the control store, the API budget, Salesforce."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ import dagster as dg
 import duckdb
 
 from routiine_pipeline import settings
+from routiine_pipeline.budget import BudgetGuard, BudgetPolicy
+from routiine_pipeline.control.store import ControlStore, open_control_store
+from routiine_pipeline.control.tokens import StoredTokens
+from routiine_pipeline.control.vault import TokenVault, load_keys
+from routiine_pipeline.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
+from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
+from routiine_pipeline.salesforce.oauth import OAuthApp, check_salesforce_url
 from routiine_pipeline.storage.warehouse import open_database
 
 
@@ -18,11 +25,73 @@ class TenantWarehouse(dg.ConfigurableResource):
     lock_wait_seconds: float = 30.0
 
     @contextmanager
-    def connect(
-        self, tenant: str, *, read_only: bool = False
-    ) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, tenant: str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         path = settings.tenant_database_path(tenant)
-        with open_database(
-            path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
-        ) as connection:
+        with open_database(path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds) as connection:
             yield connection
+
+
+class ControlPlane(dg.ConfigurableResource):
+    """The control store (tenants, tokens, usage ledger), from ROUTIINE_CONTROL_URL or SQLite."""
+
+    url: str = ""
+
+    def store(self) -> ControlStore:
+        return open_control_store(self.url or settings.control_store_url())
+
+
+class ApiBudget(dg.ConfigurableResource):
+    """The API budget every Salesforce call passes through.
+
+    share: fraction of the org's daily limit this pipeline may use (default 25%).
+    ceiling: fraction of the daily limit the whole org may reach before this
+        pipeline stops calling (default 90%).
+    run_cap: the most API calls one run may make (default 2,000).
+    """
+
+    share: float = 0.25
+    ceiling: float = 0.90
+    run_cap: int = 2_000
+    control: ControlPlane
+
+    def guard(self, tenant: str, *, run_id: str | None, phase: str) -> BudgetGuard:
+        policy = BudgetPolicy(share=self.share, ceiling=self.ceiling, run_cap=self.run_cap)
+        return BudgetGuard(self.control.store(), tenant, policy, run_id=run_id, phase=phase)
+
+
+class SalesforceConnection(dg.ConfigurableResource):
+    """Builds an authenticated REST client per tenant from the control store and the vault.
+
+    The client secret comes from ROUTIINE_SF_CLIENT_SECRET through EnvVar, so
+    the Dagster UI shows the variable's name, never its value.
+    """
+
+    client_id: str = "routiine-demo-client"
+    client_secret: str = ""
+    redirect_uri: str = "http://127.0.0.1:8717/oauth/callback"
+    api_version: str = DEFAULT_API_VERSION
+    allow_loopback: bool = False
+    budget: ApiBudget
+
+    def oauth_app(self) -> OAuthApp:
+        return OAuthApp(self.client_id, self.client_secret, self.redirect_uri)
+
+    def vault(self) -> TokenVault:
+        return TokenVault(load_keys(settings.routiine_home()))
+
+    def client(self, tenant: str, *, run_id: str | None, phase: str) -> tuple[SalesforceClient, BudgetGuard]:
+        store = self.budget.control.store()
+        record = store.get_tenant(tenant)
+        allow_loopback = self.allow_loopback or settings.loopback_allowed()
+        tokens = StoredTokens(store, self.vault(), self.oauth_app(), tenant, allow_loopback=allow_loopback)
+        guard = self.budget.guard(tenant, run_id=run_id, phase=phase)
+        if not record.instance_url:
+            raise ReauthorizationRequiredError(
+                f"tenant {tenant} has no instance URL: connect it with `routiine tenants connect {tenant}`",
+                tenant=tenant,
+            )
+        instance_url = check_salesforce_url(record.instance_url, allow_loopback=allow_loopback)
+        client = SalesforceClient(
+            instance_url=instance_url, tokens=tokens, guard=guard, api_version=self.api_version, tenant=tenant
+        )
+        return client, guard

@@ -1,0 +1,129 @@
+"""The `routiine` command: demo, emulator, tenants and backfills."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from routiine_pipeline.salesforce.oauth import ORG_TYPES
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from routiine_pipeline.demo import run_demo
+
+    run_demo(summary_json=args.summary_json)
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from routiine_pipeline.emulator.__main__ import main as emulator_main
+
+    argv = ["--port", str(args.port)] + (["--demo"] if args.demo else []) + (["--auto-approve"] if args.auto_approve else [])
+    return emulator_main(argv) or 0
+
+
+def cmd_tenants_add(args: argparse.Namespace) -> int:
+    from routiine_pipeline.tenants import add_tenant
+
+    tenant = add_tenant(_instance(), args.tenant, org_type=args.org_type, my_domain=args.my_domain, login=args.login_url)
+    print(f"Added tenant {tenant.tenant_id} (login {tenant.login_url}). Next: routiine tenants connect {tenant.tenant_id}")
+    return 0
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    from routiine_pipeline.tenants import control_store
+
+    tenants = control_store().list_tenants()
+    if not tenants:
+        print("No tenants. Add one with: routiine tenants add TENANT --org-type production")
+        return 0
+    print(f"{'tenant':<20} {'status':<24} {'interval':>8}  {'last sync':<20} login")
+    for tenant in tenants:
+        last = tenant.last_sync_at.strftime("%Y-%m-%d %H:%M") if tenant.last_sync_at else "never"
+        print(f"{tenant.tenant_id:<20} {tenant.status:<24} {tenant.interval_minutes:>5} min  {last:<20} {tenant.login_url}")
+    return 0
+
+
+def cmd_tenants_remove(args: argparse.Namespace) -> int:
+    from routiine_pipeline.tenants import remove_tenant
+
+    revoked = remove_tenant(_instance(), args.tenant)
+    print(f"Removed tenant {args.tenant}" + (" and revoked its tokens" if revoked else " (no token to revoke)"))
+    return 0
+
+
+def cmd_tenants_connect(args: argparse.Namespace) -> int:
+    from routiine_pipeline.tenants import LoopbackCallback, connector
+
+    tenant_connector = connector()
+    with LoopbackCallback(tenant_connector) as callback:
+        url = tenant_connector.start(args.tenant)
+        print("Open this URL in a browser and approve access:\n")
+        print(f"  {url}\n")
+        print(f"Waiting up to {args.timeout:.0f} s for the callback on {tenant_connector.app.redirect_uri} ...", flush=True)
+        tenant = callback.wait(timeout=args.timeout)
+    print(f"Tenant {tenant.tenant_id} is {tenant.status} (instance {tenant.instance_url})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routiine", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on the bundled demo org")
+    demo.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
+    demo.set_defaults(handler=cmd_demo)
+
+    emulator = commands.add_parser("emulator", help="serve the Salesforce emulator on loopback")
+    emulator.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 picks a free one)")
+    emulator.add_argument("--demo", action="store_true", help="load the demo org")
+    emulator.add_argument("--auto-approve", action="store_true", help="approve OAuth requests without the approval page")
+    emulator.set_defaults(handler=cmd_emulator)
+
+    tenants = commands.add_parser("tenants", help="add, list, connect and remove tenants").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    add = tenants.add_parser("add", help="register a tenant and its Dagster partition")
+    add.add_argument("tenant", help="tenant id: lower-case letters, digits, '-' or '_'")
+    add.add_argument("--org-type", choices=ORG_TYPES, default="production", help="which login host the org uses")
+    add.add_argument("--my-domain", help="My Domain name, for example acme or acme--uat.sandbox")
+    add.add_argument("--login-url", help="login host override; loopback only with ROUTIINE_ALLOW_LOOPBACK=1")
+    add.set_defaults(handler=cmd_tenants_add)
+    tenants.add_parser("list", help="show tenants with status and last sync").set_defaults(handler=cmd_tenants_list)
+    remove = tenants.add_parser("remove", help="revoke tokens and remove the tenant and its partitions")
+    remove.add_argument("tenant")
+    remove.set_defaults(handler=cmd_tenants_remove)
+    connect = tenants.add_parser("connect", help="authorize a tenant's org through OAuth (callback on loopback)")
+    connect.add_argument("tenant")
+    connect.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the callback")
+    connect.set_defaults(handler=cmd_tenants_connect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI's last line of defence prints, never a traceback with locals
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

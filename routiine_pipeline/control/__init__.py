@@ -1,0 +1,1 @@
+"""The control store: tenants, encrypted tokens, API usage, intervals, notifications."""

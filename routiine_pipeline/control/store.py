@@ -1,0 +1,224 @@
+"""The control store: state that schedules and sensors read while runs write it.
+
+SQLite under ROUTIINE_HOME by default, PostgreSQL when ROUTIINE_CONTROL_URL
+names one. Each method is one short transaction, so a schedule tick never
+waits long on a running sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from routiine_pipeline.control import tables
+from routiine_pipeline.mapping import TenantMapping, default_mapping
+
+log = logging.getLogger(__name__)
+
+CONNECTED = "connected"
+NEEDS_REAUTHORIZATION = "needs_reauthorization"
+PAUSED = "paused"
+PENDING = "pending_connection"
+STATUSES = (CONNECTED, NEEDS_REAUTHORIZATION, PAUSED, PENDING)
+
+# Tenant ids become Dagster partition keys and file names: keep them to a safe slug
+# (multi-partition keys join dimensions with "|", so that character is excluded too).
+_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not _TENANT_ID.match(tenant_id or ""):
+        raise ValueError(
+            f"invalid tenant id {tenant_id!r}: use 1-63 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return tenant_id
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    org_type: str
+    login_url: str
+    instance_url: str | None
+    status: str
+    status_reason: str | None
+    interval_minutes: int
+    last_sync_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantNotFoundError(LookupError):
+    pass
+
+
+class ControlStore:
+    """Typed access to the control-store tables."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(url, connect_args=connect_args, future=True)
+        tables.metadata.create_all(self.engine)
+
+    # -- tenants --------------------------------------------------------------
+
+    def add_tenant(self, tenant_id: str, *, org_type: str, login_url: str) -> Tenant:
+        check_tenant_id(tenant_id)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(tables.tenants.c.tenant_id).where(tables.tenants.c.tenant_id == tenant_id)
+            ).first()
+            if exists:
+                raise ValueError(f"tenant {tenant_id!r} already exists; remove it first or pick another id")
+            conn.execute(
+                tables.tenants.insert().values(
+                    tenant_id=tenant_id,
+                    org_type=org_type,
+                    login_url=login_url,
+                    status=PENDING,
+                    interval_minutes=15,
+                    mapping_json=json.dumps(default_mapping().to_dict()),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get_tenant(tenant_id)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tables.tenants).where(tables.tenants.c.tenant_id == tenant_id)
+            ).mappings().first()
+        if row is None:
+            raise TenantNotFoundError(
+                f"tenant {tenant_id!r} not found in the control store; add it with `routiine tenants add`"
+            )
+        return _tenant_from_row(row)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tables.tenants).order_by(tables.tenants.c.tenant_id)).mappings()
+            return [_tenant_from_row(row) for row in rows]
+
+    def remove_tenant(self, tenant_id: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (tables.tokens, tables.oauth_states):
+                conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
+            conn.execute(tables.tenants.delete().where(tables.tenants.c.tenant_id == tenant_id))
+
+    def update_tenant(self, tenant_id: str, **values) -> None:
+        values["updated_at"] = utcnow()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                tables.tenants.update().where(tables.tenants.c.tenant_id == tenant_id).values(**values)
+            )
+        if result.rowcount == 0:
+            raise TenantNotFoundError(f"tenant {tenant_id!r} not found in the control store")
+
+    def set_status(self, tenant_id: str, status: str, reason: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown tenant status {status!r}: use one of {', '.join(STATUSES)}")
+        self.update_tenant(tenant_id, status=status, status_reason=reason)
+
+    def mapping(self, tenant_id: str) -> TenantMapping:
+        with self.engine.connect() as conn:
+            raw = conn.execute(
+                sa.select(tables.tenants.c.mapping_json).where(tables.tenants.c.tenant_id == tenant_id)
+            ).scalar()
+        return TenantMapping.from_dict(json.loads(raw)) if raw else default_mapping()
+
+    def set_mapping(self, tenant_id: str, mapping: TenantMapping) -> None:
+        self.update_tenant(tenant_id, mapping_json=json.dumps(mapping.to_dict()))
+
+    # -- API usage and notifications -----------------------------------------
+
+    def record_call(self, tenant_id: str, *, kind: str, status: int, org_used: int | None,
+                    org_max: int | None, run_id: str | None, phase: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                tables.api_calls.insert().values(
+                    tenant_id=tenant_id, at=utcnow(), kind=kind, status=status, org_used=org_used,
+                    org_max=org_max, run_id=run_id, phase=phase,
+                )
+            )
+
+    def calls_by_phase(self, tenant_id: str, *, since: datetime | None = None) -> dict[str, int]:
+        column = tables.api_calls.c
+        condition = column.tenant_id == tenant_id
+        if since is not None:
+            condition = condition & (column.at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(column.phase, sa.func.count()).where(condition).group_by(column.phase))
+            return {phase or "other": count for phase, count in rows}
+
+    def latest_usage(self, tenant_id: str) -> tuple[int, int, datetime] | None:
+        column = tables.api_calls.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(column.org_used, column.org_max, column.at)
+                .where(column.tenant_id == tenant_id, column.org_used.is_not(None))
+                .order_by(column.id.desc())
+                .limit(1)
+            ).first()
+        return (row[0], row[1], row[2]) if row else None
+
+    def notify(self, tenant_id: str, kind: str, message: str) -> None:
+        log.warning("Notification for tenant %s (%s): %s", tenant_id, kind, message)
+        with self.engine.begin() as conn:
+            conn.execute(tables.notifications.insert().values(tenant_id=tenant_id, at=utcnow(), kind=kind, message=message))
+
+    def notifications(self, tenant_id: str) -> list[dict]:
+        column = tables.notifications.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(column.at, column.kind, column.message).where(column.tenant_id == tenant_id).order_by(column.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+
+def _tenant_from_row(row) -> Tenant:
+    return Tenant(
+        tenant_id=row["tenant_id"],
+        org_type=row["org_type"],
+        login_url=row["login_url"],
+        instance_url=row["instance_url"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        interval_minutes=row["interval_minutes"],
+        last_sync_at=_aware(row["last_sync_at"]),
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored value is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@lru_cache(maxsize=8)
+def open_control_store(url: str) -> ControlStore:
+    """Return one ControlStore (and one connection pool) per URL and process."""
+    return ControlStore(url)
+
+
+def load_tenant_mapping(tenant_id: str) -> TenantMapping:
+    """Return the mapping of a tenant from the configured control store."""
+    from routiine_pipeline.settings import control_store_url
+
+    return open_control_store(control_store_url()).mapping(tenant_id)

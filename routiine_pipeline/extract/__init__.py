@@ -1,0 +1,1 @@
+"""Incremental extraction: SystemModstamp windows, paging, and atomic commits."""

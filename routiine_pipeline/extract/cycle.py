@@ -1,0 +1,265 @@
+"""One extraction pass over several sObjects, batched into Composite requests.
+
+Each sObject gets one `queryAll` over its SystemModstamp window (queryAll so
+soft-deleted rows arrive as tombstones). Up to five queries, first pages or
+follow-up `nextRecordsUrl` pages, travel in one Composite request, which
+Salesforce counts as one API call. Rows are committed page by page; an
+sObject's watermark moves only with its last page, after the number of
+records received has been checked against `totalSize`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from routiine_pipeline.extract.plan import FieldPlan
+from routiine_pipeline.extract.records import convert_record
+from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow, QueryBounds, query_bounds
+from routiine_pipeline.salesforce import errors
+from routiine_pipeline.salesforce.client import MAX_COMPOSITE_QUERIES, SalesforceClient, error_from_body
+from routiine_pipeline.salesforce.soql import window_query
+from routiine_pipeline.storage.raw_writer import WatermarkUpdate, commit_rows, ensure_tables, read_watermarks
+
+log = logging.getLogger(__name__)
+
+
+class CycleStoppedError(errors.SalesforceError):
+    """The pass stopped early (API limit or budget); finished sObjects stay committed."""
+
+
+@dataclass
+class ObjectOutcome:
+    """What one sObject's pass did: the figures a user looks for in run metadata."""
+
+    sobject: str
+    soql: str | None = None
+    lower: str | None = None
+    upper: str | None = None
+    pages: int = 0
+    received: int = 0
+    deleted: int = 0
+    total_size: int | None = None
+    restarts: int = 0
+    watermarks: dict[str, str | None] = field(default_factory=dict)
+    sealed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    done: bool = False
+
+
+@dataclass
+class _Stream:
+    plan: FieldPlan
+    bounds: QueryBounds
+    soql: str
+    outcome: ObjectOutcome
+    next_url: str | None = None
+    received: int = 0
+    newest: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    rows_per_window: dict[str, int] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        self.next_url = None
+        self.received = 0
+        self.newest.clear()
+        self.rows_per_window.clear()
+        self.outcome.restarts += 1
+
+
+class ExtractPass:
+    """Runs the queries of one tenant's pass and commits what they return."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        conn: duckdb.DuckDBPyConnection,
+        *,
+        tenant: str,
+        settings: ExtractSettings,
+        run_start: datetime,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.client = client
+        self.conn = conn
+        self.tenant = tenant
+        self.settings = settings
+        self.run_start = run_start
+        self.log = logger or log
+        self.outcomes: dict[str, ObjectOutcome] = {}
+
+    def run(
+        self, plans: list[FieldPlan], windows: list[MonthWindow], *, full_refresh: bool = False
+    ) -> dict[str, ObjectOutcome]:
+        """Extract every planned sObject over the windows; outcomes stay readable if it raises."""
+        outcomes = self.outcomes
+        queue: list[_Stream] = []
+        for plan in plans:
+            outcome = ObjectOutcome(plan.sobject, warnings=plan.warnings(self.tenant))
+            outcomes[plan.sobject] = outcome
+            for message in outcome.warnings:
+                self.log.warning(message)
+            ensure_tables(self.conn, plan.sobject, plan.stored)
+            marks = read_watermarks(self.conn, plan.sobject)
+            open_windows = [w for w in windows if full_refresh or not _sealed(marks, w)]
+            bounds = query_bounds(
+                open_windows, marks, run_start=self.run_start, settings=self.settings, full_refresh=full_refresh
+            )
+            if bounds is None:
+                outcome.done = True
+                outcome.watermarks = {w.key: _iso(marks[w.key].watermark) if w.key in marks else None for w in windows}
+                continue
+            soql = window_query(plan.sobject, [spec.name for spec in plan.selected], lower=bounds.lower, upper=bounds.upper)
+            outcome.soql, outcome.lower, outcome.upper = soql, _iso(bounds.lower), _iso(bounds.upper)
+            queue.append(_Stream(plan, bounds, soql, outcome))
+
+        while queue:
+            batch, queue = queue[:MAX_COMPOSITE_QUERIES], queue[MAX_COMPOSITE_QUERIES:]
+            queue.extend(self._run_batch(batch))
+        return outcomes
+
+    def _run_batch(self, batch: list[_Stream]) -> list[_Stream]:
+        subrequests = [
+            {
+                "method": "GET",
+                "url": stream.next_url or self.client.query_url(stream.soql, include_deleted=True),
+                "referenceId": f"q{index}_{stream.plan.sobject}",
+            }
+            for index, stream in enumerate(batch)
+        ]
+        try:
+            responses = self.client.composite(subrequests)
+        except (errors.RequestLimitExceededError, errors.BudgetExhaustedError) as error:
+            for stream in batch:
+                stream.outcome.error = str(error)
+            raise CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant) from None
+        except errors.TransientError as error:
+            return [s for s in batch if self._restart_or_fail(s, error)]
+
+        follow_up: list[_Stream] = []
+        for stream, response in zip(batch, responses):
+            status = response.get("httpStatusCode", 500)
+            body = response.get("body")
+            if status != 200:
+                error = error_from_body(body, status, tenant=self.tenant).with_context(sobject=stream.plan.sobject)
+                if isinstance(error, errors.RequestLimitExceededError):
+                    stream.outcome.error = str(error)
+                    raise CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant)
+                if isinstance(error, (errors.InvalidQueryLocatorError, errors.TransientError)):
+                    if self._restart_or_fail(stream, error):
+                        follow_up.append(stream)
+                    continue
+                stream.outcome.error = str(error)
+                self.log.error("Tenant %s, %s: query failed: %s", self.tenant, stream.plan.sobject, error)
+                continue
+            try:
+                if self._consume_page(stream, body):
+                    follow_up.append(stream)
+            except errors.TotalSizeMismatchError as error:
+                stream.outcome.error = str(error)
+                self.log.error(str(error))
+        return follow_up
+
+    def _restart_or_fail(self, stream: _Stream, error: errors.SalesforceError) -> bool:
+        if stream.outcome.restarts >= self.settings.window_restarts:
+            stream.outcome.error = f"{error} (gave up after {stream.outcome.restarts} restarts)"
+            self.log.error("Tenant %s, %s: %s", self.tenant, stream.plan.sobject, stream.outcome.error)
+            return False
+        self.log.warning(
+            "Tenant %s, %s: %s; restarting the window from its committed watermark",
+            self.tenant, stream.plan.sobject, error,
+        )
+        stream.restart()
+        return True
+
+    def _consume_page(self, stream: _Stream, page: dict) -> bool:
+        """Commit one page; return True when more pages follow."""
+        sobject = stream.plan.sobject
+        outcome = stream.outcome
+        rows, window_of_row = [], {}
+        for record in page.get("records", []):
+            try:
+                row, problems = convert_record(sobject, record, stream.plan.stored)
+            except ValueError as error:
+                outcome.problems.append(f"tenant {self.tenant}: {error}; record skipped")
+                self.log.warning("Tenant %s: %s; record skipped", self.tenant, error)
+                continue
+            for problem in problems:
+                outcome.problems.append(problem.describe(self.tenant))
+                self.log.warning(problem.describe(self.tenant))
+            window = stream.bounds.window_for(row["systemmodstamp"])
+            key = window.key if window else None
+            window_of_row[row["id"]] = key
+            rows.append(row)
+            if key is not None:
+                stamp = (row["systemmodstamp"], row["id"])
+                if key not in stream.newest or stamp > stream.newest[key]:
+                    stream.newest[key] = stamp
+                stream.rows_per_window[key] = stream.rows_per_window.get(key, 0) + 1
+            if row.get("isdeleted"):
+                outcome.deleted += 1
+
+        stream.received += len(page.get("records", []))
+        outcome.pages += 1
+        outcome.received += len(rows)
+        outcome.total_size = page.get("totalSize")
+        done = bool(page.get("done"))
+        updates: list[WatermarkUpdate] = []
+        if done:
+            if stream.received != outcome.total_size:
+                commit_rows(self.conn, sobject, stream.plan.stored, rows, window_of_row=window_of_row, watermark_updates=[])
+                raise errors.TotalSizeMismatchError(
+                    f"tenant {self.tenant}, {sobject}: received {stream.received} records but the query "
+                    f"reported totalSize {outcome.total_size}; a page went missing, so the watermark "
+                    "stays where it was and the next pass reads the window again",
+                    tenant=self.tenant,
+                    sobject=sobject,
+                )
+            updates = self._watermark_updates(stream)
+        commit_rows(self.conn, sobject, stream.plan.stored, rows, window_of_row=window_of_row, watermark_updates=updates)
+        self.log.info(
+            "Tenant %s, %s: page %d committed, %d/%s records",
+            self.tenant, sobject, outcome.pages, stream.received, outcome.total_size,
+        )
+        if done:
+            outcome.done = True
+            marks = read_watermarks(self.conn, sobject)
+            outcome.watermarks = {w.key: _iso(marks[w.key].watermark) if w.key in marks else None for w in stream.bounds.windows}
+            outcome.sealed = [u.window_key for u in updates if u.seal]
+            return False
+        stream.next_url = page.get("nextRecordsUrl")
+        if not stream.next_url:
+            raise errors.TotalSizeMismatchError(
+                f"tenant {self.tenant}, {sobject}: page marked not done but without nextRecordsUrl",
+                tenant=self.tenant,
+                sobject=sobject,
+            )
+        return True
+
+    def _watermark_updates(self, stream: _Stream) -> list[WatermarkUpdate]:
+        updates = []
+        for window in stream.bounds.windows:
+            newest = stream.newest.get(window.key)
+            updates.append(
+                WatermarkUpdate(
+                    window_key=window.key,
+                    watermark=newest[0] if newest else None,
+                    watermark_id=newest[1] if newest else None,
+                    rows=stream.rows_per_window.get(window.key, 0),
+                    seal=stream.bounds.seals(window),
+                )
+            )
+        return updates
+
+
+def _sealed(marks, window: MonthWindow) -> bool:
+    mark = marks.get(window.key)
+    return bool(mark and mark.sealed)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if value is not None else None

@@ -1,0 +1,96 @@
+"""Conversion of Salesforce JSON records into typed raw-table rows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from routiine_pipeline.salesforce.schema import FieldSpec
+from routiine_pipeline.storage.raw_tables import column_name
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """A value that could not be stored as its field type; the row keeps NULL there."""
+
+    sobject: str
+    record_id: str
+    field: str
+    value: Any
+    reason: str
+
+    def describe(self, tenant: str) -> str:
+        return (
+            f"tenant {tenant}, {self.sobject} {self.record_id}, field {self.field}: "
+            f"value {self.value!r} {self.reason}; stored as NULL. Check the field's type in describe "
+            "or the tenant's mapping."
+        )
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse Salesforce's `2024-03-01T10:00:00.000+0000` (or a `Z` / `+00:00` form) into UTC."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) >= 5 and text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("datetime without a UTC offset")
+    return parsed.astimezone(timezone.utc)
+
+
+def convert_value(spec: FieldSpec, value: Any) -> Any:
+    """Convert one JSON value to the Python value stored for the field's describe type."""
+    if value is None:
+        return None
+    kind = spec.type
+    if kind == "datetime":
+        return parse_datetime(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise ValueError("is not a boolean")
+    if kind in ("currency", "double", "percent"):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("is not a finite number")
+        return number
+    if kind == "int":
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError("is not an integer")
+        return int(float(value))
+    if isinstance(value, (dict, list)):
+        raise ValueError("is a nested object where a scalar was expected")
+    return str(value)
+
+
+def convert_record(
+    sobject: str, record: dict[str, Any], fields: list[FieldSpec]
+) -> tuple[dict[str, Any], list[RecordProblem]]:
+    """Convert a record to a row keyed by raw-table column; bad values become NULL and a problem.
+
+    Raises ValueError when the record has no usable Id or SystemModstamp,
+    because such a row can neither be upserted nor windowed.
+    """
+    record_id = record.get("Id")
+    if not isinstance(record_id, str) or len(record_id) not in (15, 18):
+        raise ValueError(f"{sobject} record without a valid Id: {record_id!r}")
+    row: dict[str, Any] = {}
+    problems: list[RecordProblem] = []
+    for spec in fields:
+        raw_value = record.get(spec.name)
+        try:
+            row[column_name(spec.name)] = convert_value(spec, raw_value)
+        except (TypeError, ValueError) as error:
+            if spec.name == "SystemModstamp":
+                raise ValueError(f"{sobject} {record_id}: unreadable SystemModstamp {raw_value!r}") from None
+            row[column_name(spec.name)] = None
+            problems.append(RecordProblem(sobject, record_id, spec.name, raw_value, str(error)))
+    if row.get("systemmodstamp") is None:
+        raise ValueError(f"{sobject} {record_id}: missing SystemModstamp")
+    return row, problems
