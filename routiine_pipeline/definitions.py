@@ -8,7 +8,7 @@ from routiine_pipeline import oauth_settings
 
 from routiine_pipeline.defs.automation import sync_job, tenant_sync_schedule
 from routiine_pipeline.defs.extract import salesforce_raw
-from routiine_pipeline.defs.models import build_model_assets, model_asset_checks
+from routiine_pipeline.defs.models import build_model_assets
 from routiine_pipeline.defs.resources import (
     ApiBudget,
     ControlPlane,
@@ -58,7 +58,6 @@ def _with_eager_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 defs = dg.Definitions(
     assets=[salesforce_raw, *build_model_assets(), momentum_score, opportunity_writeback],
-    asset_checks=model_asset_checks(),
     jobs=[sync_job, models_job, writeback_job],
     schedules=[tenant_sync_schedule],
     sensors=[writeback_sensor, automation_sensor],

@@ -90,7 +90,7 @@ def _verify_connection(instance: dg.DagsterInstance) -> None:
 def run_demo(summary_json: Path | None = None) -> dict:
     """Run the demo and return its summary (also written to `summary_json` when given)."""
     from routiine_pipeline.emulator import Clock, EmulatorServer, Org
-    from routiine_pipeline.emulator.demo_org import apply_demo_changes, build_demo_records
+    from routiine_pipeline.emulator.demo_org import INTEGRATION_USER_ID, apply_demo_changes, build_demo_records
 
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -100,7 +100,7 @@ def run_demo(summary_json: Path | None = None) -> dict:
 
     clock = Clock()
     _step("Building the demo org from the Maven CRM sample data")
-    org = Org(clock=clock)
+    org = Org(clock=clock, integration_user_id=INTEGRATION_USER_ID)
     org.load(build_demo_records(anchor=clock.now()))
     counts = {sobject: len(org.records(sobject)) for sobject in ("Account", "Contact", "Opportunity", "Task", "Event")}
     _step("Demo org: " + ", ".join(f"{count:,} {name}" for name, count in counts.items()))
@@ -191,7 +191,8 @@ def _write_back(instance: dg.DagsterInstance) -> int:
     cursor_key = "routiine_demo_writeback_cursor"
     cursor = instance.run_storage.get_cursor_values({cursor_key}).get(cursor_key)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=jobs.definitions())
-    evaluation = writeback_sensor.evaluate_tick(context)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        evaluation = writeback_sensor.evaluate_tick(context)
     if evaluation.cursor:
         instance.run_storage.set_cursor_values({cursor_key: evaluation.cursor})
     written = 0

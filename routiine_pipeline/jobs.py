@@ -46,10 +46,13 @@ def run_job(
     *,
     tags: dict[str, str],
     run_config: dict | None = None,
+    console_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
     job = definitions().resolve_job_def(job_name)
+    # The console shows warnings and errors only; every event still lands in the instance.
+    config = {"loggers": {"console": {"config": {"log_level": console_level}}}, **(run_config or {})}
     result = job.execute_in_process(
-        instance=instance, partition_key=partition_key, tags=tags, run_config=run_config, raise_on_error=False
+        instance=instance, partition_key=partition_key, tags=tags, run_config=config, raise_on_error=False
     )
     if not result.success:
         raise RunFailedError(f"{job_name} for partition {partition_key} failed: {_failure_message(result)}")

@@ -7,7 +7,6 @@ A tick reads only the control store and the Dagster instance, never
 Salesforce.
 """
 
-from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 

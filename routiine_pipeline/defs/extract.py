@@ -5,7 +5,6 @@ object's query into one Composite request, while each object keeps its own
 asset, lineage, metadata and watermark.
 """
 
-from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 

@@ -1,6 +1,5 @@
 """The write-back asset and the sensor that launches it when scores changed."""
 
-from __future__ import annotations
 
 import dagster as dg
 
