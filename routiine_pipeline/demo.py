@@ -15,8 +15,10 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import requests
@@ -87,7 +89,16 @@ def _verify_connection(instance: dg.DagsterInstance) -> None:
     _step(f"Org API usage {limits['Max'] - limits['Remaining']}/{limits['Max']} calls in the last 24 hours")
 
 
-def run_demo(summary_json: Path | None = None) -> dict:
+@dataclass
+class DemoResult:
+    """What a demo run leaves for a caller to inspect: the summary and the emulated org."""
+
+    summary: dict
+    org: Any
+    changes: dict
+
+
+def run_demo(summary_json: Path | None = None) -> DemoResult:
     """Run the demo and return its summary (also written to `summary_json` when given)."""
     from routiine_pipeline.emulator import Clock, EmulatorServer, Org
     from routiine_pipeline.emulator.demo_org import INTEGRATION_USER_ID, apply_demo_changes, build_demo_records
@@ -122,7 +133,7 @@ def run_demo(summary_json: Path | None = None) -> dict:
             )
             print(f"    month {month} done ({index}/{len(months)}), run {result.run_id[:8]}", flush=True)
 
-        _rebuild_models("backfill", instance)
+        _rebuild_models("backfill", instance, clock.now())
         written = {"initial": _write_back(instance)}
 
         _step("Emulator: time passes, sales reps change records")
@@ -132,13 +143,13 @@ def run_demo(summary_json: Path | None = None) -> dict:
 
         _step("Incremental cycle")
         _incremental(instance, clock, phase="incremental")
-        _rebuild_models("incremental", instance)
+        _rebuild_models("incremental", instance, clock.now())
         written["incremental"] = _write_back(instance)
 
         _step("Quiet cycle (nothing changed since the last one)")
         clock.advance(60)
         _incremental(instance, clock, phase="quiet")
-        _rebuild_models("quiet", instance)
+        _rebuild_models("quiet", instance, clock.now())
         written["quiet"] = _write_back(instance)
 
         emulator_stats = org.stats()
@@ -157,7 +168,7 @@ def run_demo(summary_json: Path | None = None) -> dict:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(result, indent=2, default=str))
         _step(f"Summary written to {summary_json}")
-    return result
+    return DemoResult(summary=result, org=org, changes=changes)
 
 
 def _history_months(now: datetime) -> list[str]:
@@ -179,8 +190,13 @@ def _incremental(instance: dg.DagsterInstance, clock, *, phase: str) -> None:
     )
 
 
-def _rebuild_models(phase: str, instance: dg.DagsterInstance) -> None:
-    jobs.run_job(instance, jobs.MODELS_JOB, TENANT, tags={"routiine/tenant": TENANT, "routiine/phase": phase})
+def _rebuild_models(phase: str, instance: dg.DagsterInstance, as_of: datetime) -> None:
+    """Rebuild the models and scores as of the emulator's time, which runs ahead of the wall clock."""
+    jobs.run_job(
+        instance, jobs.MODELS_JOB, TENANT,
+        tags={"routiine/tenant": TENANT, "routiine/phase": phase},
+        run_config={"ops": {"momentum_score": {"config": {"as_of": as_of.isoformat()}}}},
+    )
     print("    models and momentum scores rebuilt", flush=True)
 
 
