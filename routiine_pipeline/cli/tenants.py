@@ -1,11 +1,8 @@
-"""The `routiine` command: demo, emulator, tenants and backfills."""
+"""`routiine tenants add | list | remove | connect`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from pathlib import Path
 
 from routiine_pipeline.salesforce.oauth import ORG_TYPES
 
@@ -14,20 +11,6 @@ def _instance():
     import dagster as dg
 
     return dg.DagsterInstance.get()
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from routiine_pipeline.demo import run_demo
-
-    run_demo(summary_json=args.summary_json)
-    return 0
-
-
-def cmd_emulator(args: argparse.Namespace) -> int:
-    from routiine_pipeline.emulator.__main__ import main as emulator_main
-
-    argv = ["--port", str(args.port)] + (["--demo"] if args.demo else []) + (["--auto-approve"] if args.auto_approve else [])
-    return emulator_main(argv) or 0
 
 
 def cmd_tenants_add(args: argparse.Namespace) -> int:
@@ -74,21 +57,7 @@ def cmd_tenants_connect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routiine", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="run the whole pipeline on the bundled demo org")
-    demo.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
-    demo.set_defaults(handler=cmd_demo)
-
-    emulator = commands.add_parser("emulator", help="serve the Salesforce emulator on loopback")
-    emulator.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 picks a free one)")
-    emulator.add_argument("--demo", action="store_true", help="load the demo org")
-    emulator.add_argument("--auto-approve", action="store_true", help="approve OAuth requests without the approval page")
-    emulator.set_defaults(handler=cmd_emulator)
-
+def register(commands: argparse._SubParsersAction) -> None:
     tenants = commands.add_parser("tenants", help="add, list, connect and remove tenants").add_subparsers(
         dest="tenants_command", required=True
     )
@@ -106,24 +75,3 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("tenant")
     connect.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the callback")
     connect.set_defaults(handler=cmd_tenants_connect)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's last line of defence prints, never a traceback with locals
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
