@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 COMMAND_MODULES = (
     "routiine_pipeline.cli.demo",
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Dagster flags beta and preview APIs on every import; the CLI's users
+    # cannot act on those warnings, so they stay out of the terminal.
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
