@@ -131,7 +131,11 @@ def run_demo(summary_json: Path | None = None) -> DemoResult:
                 tags={"routiine/tenant": TENANT, "routiine/phase": "backfill"},
                 run_config=jobs.extract_run_config(clock.now()),
             )
-            print(f"    month {month} done ({index}/{len(months)}), run {result.run_id[:8]}", flush=True)
+            records, calls = _extract_figures(result)
+            print(
+                f"    month {month}: {records:,} records, {calls} API calls ({index}/{len(months)}, run {result.run_id[:8]})",
+                flush=True,
+            )
 
         _rebuild_models("backfill", instance, clock.now())
         written = {"initial": _write_back(instance)}
@@ -223,7 +227,24 @@ def _write_back(instance: dg.DagsterInstance) -> int:
     return written
 
 
+def _extract_figures(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
+    """Sum the records received over the raw assets of a run, and read its API calls."""
+    records, calls = 0, 0
+    for materialization in result.asset_materializations_for_node("salesforce_raw"):
+        records += materialization.metadata["records_received"].value
+        calls = materialization.metadata["run_api_calls"].value
+    return records, calls
+
+
 def _describe_changes(changes: dict) -> None:
-    for key, value in changes.items():
-        count = len(value) if isinstance(value, (list, dict)) else value
-        print(f"    {key}: {count}", flush=True)
+    tasks = changes.get("tasks", [])
+    calls = sum(1 for task in tasks if task.get("Type") == "Call")
+    lines = [
+        f"{len(changes.get('advanced', []))} open deals moved forward one stage",
+        f"1 deal closed won ({changes['closed_won']['Id']})" if changes.get("closed_won") else None,
+        f"{calls} calls and {len(tasks) - calls} emails logged",
+        f"{len(changes.get('events', []))} meeting booked",
+        f"1 deal deleted ({changes['deleted']['Id']})" if changes.get("deleted") else None,
+    ]
+    for line in filter(None, lines):
+        print(f"    {line}", flush=True)
