@@ -3,18 +3,23 @@
 The org's daily allocation is shared with every other app in the org over a
 rolling 24 hours. The guard keeps this pipeline within its share, never lets
 a call push the org past the ceiling, and caps each run, so that a runaway
-run stops cleanly with its committed work kept.
+run stops cleanly with its committed work kept. After an HTTP 403 it makes no
+further call in the run and pauses the tenant (see budget_interval for how
+the pause lifts).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
+from routiine_pipeline import budget_state
 from routiine_pipeline.control import tables
 from routiine_pipeline.control.store import ControlStore, utcnow
 from routiine_pipeline.salesforce.errors import BudgetExhaustedError
@@ -30,12 +35,14 @@ class BudgetPolicy:
     share: the fraction of the org's daily limit this pipeline may spend.
     ceiling: the fraction of the daily limit the whole org may reach before
         this pipeline stops calling (room kept for the customer's other apps).
-    run_cap: the most calls one run may make.
+    run_cap: the maximum number of calls in one run.
+    stale_after: age after which the last usage reading is re-read from /limits at run start.
     """
 
     share: float = 0.25
     ceiling: float = 0.90
     run_cap: int = 2_000
+    stale_after: timedelta = timedelta(minutes=15)
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
@@ -48,73 +55,114 @@ class BudgetPolicy:
 
 @dataclass
 class BudgetGuard:
-    """Per-run guard that the Salesforce client consults before and after each call."""
+    """Per-run guard that the Salesforce client consults before and after each call.
+
+    `clock` returns the current UTC time; the simulated day passes the
+    emulator's clock so the ledger and the 24-hour window follow emulated time.
+    """
 
     store: ControlStore
     tenant: str
     policy: BudgetPolicy
     run_id: str | None = None
     phase: str | None = None
+    clock: Callable[[], datetime] = utcnow
     calls: Counter = field(default_factory=Counter)
     last_usage: ApiUsage | None = None
+    last_usage_at: datetime | None = None
+    limit_hit: bool = False
 
     def __post_init__(self) -> None:
-        latest = self.store.latest_usage(self.tenant)
-        if latest:
-            self.last_usage = ApiUsage(latest[0], latest[1])
+        reading = budget_state.latest_reading(self.store, self.tenant)
+        if reading is not None:
+            self.last_usage, self.last_usage_at = reading.usage, reading.at
+        self._stale_at_start = self.reading_is_stale()
         self._pipeline_calls_24h = self._count_recent_calls()
 
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
+    def reading_is_stale(self) -> bool:
+        if self.last_usage_at is None:
+            return True
+        return self.clock() - self.last_usage_at > self.policy.stale_after
+
+    def start_run(self, client: Any) -> ApiUsage | None:
+        """Read /limits when the last usage reading is stale, and return the reading in use."""
+        if not self.reading_is_stale():
+            return self.last_usage
+        body = client.limits()
+        daily = (body or {}).get("DailyApiRequests") or {}
+        if "Max" in daily and "Remaining" in daily:
+            self.last_usage = ApiUsage(daily["Max"] - daily["Remaining"], daily["Max"])
+            self.last_usage_at = self.clock()
+        return self.last_usage
+
     def before_call(self, kind: str) -> None:
+        if self.limit_hit:
+            raise self._exhausted(
+                "Salesforce returned HTTP 403 REQUEST_LIMIT_EXCEEDED earlier in this run; no further "
+                "call is made and the tenant is paused until usage falls",
+                "REQUEST_LIMIT_EXCEEDED",
+            )
         if self.total_calls >= self.policy.run_cap:
-            raise BudgetExhaustedError(
+            raise self._exhausted(
                 f"run cap of {self.policy.run_cap} API calls reached; finished work is committed and the "
                 "next run continues from the watermarks",
-                error_code="RUN_CAP_REACHED",
-                tenant=self.tenant,
+                "RUN_CAP_REACHED",
             )
         usage = self.last_usage
-        if usage is None:
+        # The first call of a run with a stale reading is the probe that refreshes it: its
+        # response carries Sforce-Limit-Info. start_run makes that probe a /limits call.
+        if usage is None or (self.total_calls == 0 and self._stale_at_start):
             return
         if usage.used + 1 > self.policy.ceiling * usage.max:
-            raise BudgetExhaustedError(
+            raise self._exhausted(
                 f"org API usage {usage.used}/{usage.max} is at the ceiling of {self.policy.ceiling:.0%}; "
                 "this pipeline stops so the customer's other apps keep their calls",
-                error_code="ORG_CEILING_REACHED",
-                tenant=self.tenant,
+                "ORG_CEILING_REACHED",
             )
         if self._pipeline_calls_24h + 1 > self.policy.share * usage.max:
-            raise BudgetExhaustedError(
+            raise self._exhausted(
                 f"this pipeline made {self._pipeline_calls_24h} calls in 24 hours, its share of "
                 f"{self.policy.share:.0%} of {usage.max}",
-                error_code="SHARE_REACHED",
-                tenant=self.tenant,
+                "SHARE_REACHED",
             )
 
     def after_call(self, kind: str, status: int, usage: ApiUsage | None) -> None:
+        now = self.clock()
         self.calls[kind] += 1
         self._pipeline_calls_24h += 1
         if usage is not None:
-            self.last_usage = usage
-        self.store.record_call(
-            self.tenant,
-            kind=kind,
-            status=status,
-            org_used=usage.used if usage else None,
-            org_max=usage.max if usage else None,
-            run_id=self.run_id,
-            phase=self.phase,
-        )
+            self.last_usage, self.last_usage_at = usage, now
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                tables.api_calls.insert().values(
+                    tenant_id=self.tenant, at=now, kind=kind, status=status,
+                    org_used=usage.used if usage else None, org_max=usage.max if usage else None,
+                    run_id=self.run_id, phase=self.phase,
+                )
+            )
+        if status == 403:
+            # NOTE: the client passes only the HTTP status here, so any whole-request 403 is
+            # treated as REQUEST_LIMIT_EXCEEDED; the hourly probe lifts a pause that had another cause.
+            self.limit_hit = True
+            log.error("Tenant %s: HTTP 403 on %s; stopping this run and pausing the tenant", self.tenant, kind)
+            budget_state.pause_for_limit(self.store, self.tenant, at=now, usage=usage, kind=kind)
+
+    def _exhausted(self, message: str, code: str) -> BudgetExhaustedError:
+        return BudgetExhaustedError(message, error_code=code, tenant=self.tenant)
 
     def _count_recent_calls(self) -> int:
         column = tables.api_calls.c
-        since = utcnow() - timedelta(hours=24)
+        now = self.clock()
+        since = now - timedelta(hours=24)
         with self.store.engine.connect() as conn:
             return conn.execute(
-                sa.select(sa.func.count()).where(column.tenant_id == self.tenant, column.at >= since)
+                sa.select(sa.func.count()).where(
+                    column.tenant_id == self.tenant, column.at >= since, column.at <= now
+                )
             ).scalar_one()
 
     def summary(self) -> dict:

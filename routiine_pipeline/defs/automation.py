@@ -4,7 +4,8 @@ The schedule ticks every 15 minutes and requests one run per tenant that is
 due: connected, and whose own interval (15, 30 or 60 minutes, chosen by the
 API budget and stored in the control store) has passed since its last sync.
 A tick reads only the control store and the Dagster instance, never
-Salesforce.
+Salesforce: the interval is chosen from the usage readings that earlier runs
+stored in the API-call ledger.
 """
 
 
@@ -13,10 +14,16 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from routiine_pipeline import settings
-from routiine_pipeline.control.store import CONNECTED, open_control_store
+from routiine_pipeline.budget_interval import PAUSED
+from routiine_pipeline.budget_state import apply_decision, decide_interval
+from routiine_pipeline.control.store import CONNECTED, NEEDS_REAUTHORIZATION, open_control_store
 from routiine_pipeline.defs.extract import PHASE_TAG, RAW_ASSET_KEYS, TENANT_TAG
 from routiine_pipeline.defs.partitions import tenant_partitions
+from routiine_pipeline.defs.resources import ApiBudget, ControlPlane
 from routiine_pipeline.extract.windows import MonthWindow
+
+# A tick that fires a few seconds early still counts a tenant as due.
+DUE_TOLERANCE = timedelta(seconds=30)
 
 sync_job = dg.define_asset_job(
     "tenant_sync_job",
@@ -25,23 +32,51 @@ sync_job = dg.define_asset_job(
 )
 
 
-def due_tenants(now: datetime, known_partitions: set[str]) -> tuple[list[str], list[str]]:
-    """Split the control store's tenants into those due now and reasons for the rest."""
+def due_tenants(
+    now: datetime, known_partitions: set[str], budget: ApiBudget | None = None, *, mark_requested: bool = False
+) -> tuple[list[str], list[str]]:
+    """Split the control store's tenants into those due now and reasons for the rest.
+
+    For each connected tenant the API budget first chooses its interval from the
+    latest usage reading in the ledger (control store only, no Salesforce call).
+    With `mark_requested`, each due tenant's `last_sync_at` becomes `now`.
+    """
+    budget = budget or ApiBudget(control=ControlPlane())
     store = open_control_store(settings.control_store_url())
+    interval_policy = budget.interval_policy()
     due, skipped = [], []
     for tenant in store.list_tenants():
         if tenant.tenant_id not in known_partitions:
             skipped.append(f"{tenant.tenant_id}: no Dagster partition (add it with `routiine tenants add`)")
-        elif tenant.status != CONNECTED:
+            continue
+        if tenant.status == NEEDS_REAUTHORIZATION:
+            # The stored reason gives the cause and the reconnect command (see control.tokens.reauthorization_message).
+            reason = tenant.status_reason or (
+                f"Salesforce rejected the refresh token. Reconnect the org with "
+                f"`routiine tenants connect {tenant.tenant_id}`"
+            )
+            skipped.append(f"{tenant.tenant_id}: needs re-authorization: {reason}")
+            continue
+        if tenant.status != CONNECTED:
             reason = tenant.status_reason or "no reason recorded"
             skipped.append(f"{tenant.tenant_id}: status {tenant.status} ({reason})")
-        elif tenant.last_sync_at and tenant.last_sync_at + timedelta(minutes=tenant.interval_minutes) > now + timedelta(seconds=30):
-            next_at = tenant.last_sync_at + timedelta(minutes=tenant.interval_minutes)
+            continue
+        decision = decide_interval(
+            store, tenant.tenant_id, now=now, policy=budget.policy(tenant.tenant_id), interval_policy=interval_policy
+        )
+        apply_decision(store, tenant.tenant_id, decision, at=now)
+        interval = timedelta(minutes=decision.interval_minutes)
+        next_at = tenant.last_sync_at + interval if tenant.last_sync_at else now
+        if next_at > now + DUE_TOLERANCE:
+            what = "paused by the API budget, next usage check" if decision.mode == PAUSED else "not due until"
             skipped.append(
-                f"{tenant.tenant_id}: not due until {next_at:%H:%M} UTC (interval {tenant.interval_minutes} min)"
+                f"{tenant.tenant_id}: {what} {next_at:%Y-%m-%d %H:%M} UTC "
+                f"(interval {decision.interval_minutes} min, {decision.mode}: {decision.reason})"
             )
-        else:
-            due.append(tenant.tenant_id)
+            continue
+        due.append(tenant.tenant_id)
+        if mark_requested:
+            store.update_tenant(tenant.tenant_id, last_sync_at=now)
     return due, skipped
 
 
@@ -51,12 +86,12 @@ def due_tenants(now: datetime, known_partitions: set[str]) -> tuple[list[str], l
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def tenant_sync_schedule(context: dg.ScheduleEvaluationContext):
+def tenant_sync_schedule(context: dg.ScheduleEvaluationContext, budget: ApiBudget):
     """Request one incremental run per due tenant for the current month partition."""
     now = context.scheduled_execution_time or datetime.now(timezone.utc)
     now = now.astimezone(timezone.utc)
     known = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
-    due, skipped = due_tenants(now, known)
+    due, skipped = due_tenants(now, known, budget, mark_requested=True)
     for reason in skipped:
         context.log.info("Skipping tenant %s", reason)
     if not due:

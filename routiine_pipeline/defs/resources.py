@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
 
 from routiine_pipeline import settings
 from routiine_pipeline.budget import BudgetGuard, BudgetPolicy
-from routiine_pipeline.control.store import ControlStore, open_control_store
+from routiine_pipeline.budget_interval import IntervalPolicy
+from routiine_pipeline.budget_state import apply_overrides
+from routiine_pipeline.control.store import ControlStore, open_control_store, utcnow
 from routiine_pipeline.control.tokens import StoredTokens
 from routiine_pipeline.control.vault import TokenVault, load_keys
 from routiine_pipeline.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
@@ -43,20 +46,50 @@ class ControlPlane(dg.ConfigurableResource):
 class ApiBudget(dg.ConfigurableResource):
     """The API budget every Salesforce call passes through.
 
-    share: fraction of the org's daily limit this pipeline may use (default 25%).
-    ceiling: fraction of the daily limit the whole org may reach before this
-        pipeline stops calling (default 90%).
-    run_cap: the most API calls one run may make (default 2,000).
+    share, ceiling and run_cap are defaults; a tenant's row in the control
+    store's `budget_settings` table overrides them (`set_budget_overrides`).
+    The interval thresholds are explained in routiine_pipeline/budget_interval.py.
     """
 
     share: float = 0.25
+    """Fraction of the org's daily API limit this pipeline may use in 24 hours."""
     ceiling: float = 0.90
+    """Fraction of the daily limit the whole org may reach before this pipeline stops calling."""
     run_cap: int = 2_000
+    """Maximum API calls in one run."""
+    stale_after_minutes: float = 15.0
+    """Age in minutes after which a run starts with a /limits call to refresh the usage reading."""
+    normal_max: float = 0.70
+    """Highest projected usage (fraction of the daily limit) at which a tenant syncs every 15 minutes."""
+    pressure_max: float = 0.80
+    """Highest projected usage at which a tenant syncs every 30 minutes; above it, every 60."""
+    hysteresis: float = 0.05
+    """Margin under a threshold that usage must reach before the interval speeds up again."""
+    default_calls_per_run: float = 3.0
+    """Calls per sync cycle assumed until the ledger contains a sync from the last 24 hours."""
     control: ControlPlane
 
-    def guard(self, tenant: str, *, run_id: str | None, phase: str) -> BudgetGuard:
-        policy = BudgetPolicy(share=self.share, ceiling=self.ceiling, run_cap=self.run_cap)
-        return BudgetGuard(self.control.store(), tenant, policy, run_id=run_id, phase=phase)
+    def policy(self, tenant: str) -> BudgetPolicy:
+        """Return the tenant's caps: these defaults with its control-store overrides applied."""
+        defaults = BudgetPolicy(
+            share=self.share, ceiling=self.ceiling, run_cap=self.run_cap,
+            stale_after=timedelta(minutes=self.stale_after_minutes),
+        )
+        return apply_overrides(self.control.store(), tenant, defaults)
+
+    def interval_policy(self) -> IntervalPolicy:
+        return IntervalPolicy(
+            normal_max=self.normal_max, pressure_max=self.pressure_max,
+            hysteresis=self.hysteresis, default_calls_per_run=self.default_calls_per_run,
+        )
+
+    def guard(
+        self, tenant: str, *, run_id: str | None, phase: str, clock: Callable[[], datetime] | None = None
+    ) -> BudgetGuard:
+        store = self.control.store()
+        return BudgetGuard(
+            store, tenant, self.policy(tenant), run_id=run_id, phase=phase, clock=clock or utcnow
+        )
 
 
 class SalesforceConnection(dg.ConfigurableResource):

@@ -29,6 +29,7 @@ class RequestFault:
     path_contains: str | None
     remaining: int | None  # None: fires until cleared
     seconds: float = 0.0
+    skip: int = 0  # matching requests to let through before the fault fires
 
     def applies_to(self, path: str) -> bool:
         return self.path_contains is None or self.path_contains in path
@@ -55,6 +56,7 @@ class FaultPlan:
         path_contains: str | None = None,
         count: int | None = 1,
         seconds: float = 0.0,
+        skip: int = 0,
     ) -> None:
         if kind not in REQUEST_FAULT_KINDS:
             raise ValueError(
@@ -62,9 +64,11 @@ class FaultPlan:
             )
         if count is not None and count < 1:
             raise ValueError(f"fault count must be at least 1 or None, got {count}")
+        if skip < 0:
+            raise ValueError(f"fault skip must be at least 0, got {skip}")
         with self.lock:
             self.request_faults.append(
-                RequestFault(kind, path_contains, count, seconds)
+                RequestFault(kind, path_contains, count, seconds, skip)
             )
 
     def take_request_fault(
@@ -74,6 +78,9 @@ class FaultPlan:
         with self.lock:
             for fault in self.request_faults:
                 if fault.kind in kinds and fault.applies_to(path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     if fault.remaining is not None:
                         fault.remaining -= 1
                         if fault.remaining == 0:

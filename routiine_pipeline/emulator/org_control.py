@@ -82,15 +82,16 @@ class OrgControlMixin:
         path_contains: str | None = None,
         count: int | None = 1,
         seconds: float = 0.0,
+        skip: int = 0,
     ) -> None:
-        """Fail the next `count` matching requests (None: all until `clear_faults`).
+        """Fail `count` matching requests (None: all until `clear_faults`) after letting `skip` through.
 
         `kind` is one of faults.REQUEST_FAULT_KINDS. `path_contains` restricts the
         fault to requests whose path and query string contain that text.
         `seconds` is the sleep of a "delay" fault.
         """
         self.faults.add_request_fault(
-            kind, path_contains=path_contains, count=count, seconds=seconds
+            kind, path_contains=path_contains, count=count, seconds=seconds, skip=skip
         )
 
     def inject_record_fault(

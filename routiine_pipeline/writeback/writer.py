@@ -1,4 +1,10 @@
-"""Sending changes with sObject Collections and keeping every per-record result."""
+"""Sending changes with sObject Collections and keeping every per-record result.
+
+Each call carries up to 200 records with `allOrNone=false`, so one record's
+failure never blocks the others. Every SaveResult becomes a `writeback_log`
+row. Failed records go to the retry queue (see queue.py), and the records
+that need a person's attention in this cycle become one grouped alert.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,17 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 
 from routiine_pipeline.mapping import WRITEBACK_FIELDS
+from routiine_pipeline.salesforce import errors as sf_errors
 from routiine_pipeline.salesforce.client import MAX_COLLECTION_RECORDS, SalesforceClient
+from routiine_pipeline.writeback import queue as retry_queue
 from routiine_pipeline.writeback.changes import Change, build_payload, ensure_tables
 
 log = logging.getLogger(__name__)
-
-# Failures that may succeed on a later attempt; everything else is permanent.
-TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"})
 
 
 class WritebackConfigError(Exception):
@@ -34,8 +40,12 @@ class WritebackReport:
     dropped_deleted: int = 0
     transient: int = 0
     restored_edits: int = 0
+    waiting_retry: int = 0
+    held_after_failure: int = 0
     calls: int = 0
+    stopped: str | None = None
     failures: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
 
 
 def check_writable(describe: dict | None, tenant: str) -> None:
@@ -65,38 +75,73 @@ def send_changes(
     tenant: str,
     run_id: str | None,
     logger: logging.Logger | None = None,
+    now: datetime | None = None,
+    retry: retry_queue.RetrySettings | None = None,
 ) -> WritebackReport:
-    """Send changes 200 records a call (`allOrNone=false`) and store each SaveResult."""
+    """Send the changes that are due, 200 records a call, and store each SaveResult.
+
+    A record in the retry queue with the same values is sent only once its
+    next attempt is due. An API limit stops the sending cleanly: finished
+    batches stay stored and the rest stays pending for the next cycle.
+    """
     logger = logger or log
+    now = now or datetime.now(timezone.utc)
+    retry = retry or retry_queue.RetrySettings()
     ensure_tables(conn)
-    report = WritebackReport(changed=len(changes), restored_edits=sum(c.restores_edit for c in changes))
+    queued = retry_queue.load_queue(conn)
+    report = WritebackReport(changed=len(changes))
+    due: list[tuple[Change, int]] = []
     for change in changes:
+        entry = queued.get(change.record_id)
+        if entry is not None and entry.values == change.values:
+            if entry.next_attempt_at is None:
+                report.held_after_failure += 1
+                continue
+            if entry.next_attempt_at > now:
+                report.waiting_retry += 1
+                continue
+            due.append((change, entry.attempts + 1))
+        else:
+            due.append((change, 1))
         if change.restores_edit:
+            report.restored_edits += 1
             logger.warning(
                 "Tenant %s: Opportunity %s had its Routiine fields edited in Salesforce; restoring %s",
                 tenant, change.record_id, change.values,
             )
-    for start in range(0, len(changes), MAX_COLLECTION_RECORDS):
-        chunk = changes[start : start + MAX_COLLECTION_RECORDS]
-        payload = [build_payload(change) for change in chunk]
-        results = client.update_records(payload)
-        report.calls += 1
+
+    for start in range(0, len(due), MAX_COLLECTION_RECORDS):
+        chunk = due[start : start + MAX_COLLECTION_RECORDS]
+        payload = [build_payload(change) for change, _ in chunk]
+        try:
+            results = client.update_records(payload)
+        except (sf_errors.BudgetExhaustedError, sf_errors.RequestLimitExceededError) as error:
+            report.stopped = f"API limit reached: {error}"
+            logger.warning("Tenant %s: write-back stopped, %d records left for the next cycle: %s",
+                           tenant, len(due) - start, error)
+            break
+        except sf_errors.TransientError as error:
+            # The client already retried the call; every record of the batch waits for a later cycle.
+            report.calls += 1
+            code = "TIMEOUT" if "timed out" in error.message else (error.error_code or "SERVER_UNAVAILABLE")
+            failure = {"statusCode": code, "message": error.message, "fields": []}
+            results = [{"id": change.record_id, "success": False, "errors": [failure]} for change, _ in chunk]
+        else:
+            report.calls += 1
         report.sent += len(chunk)
-        _store_results(conn, tenant, run_id, chunk, results, report, logger)
+        _store_results(conn, tenant, run_id, chunk, results, report, logger, now, retry)
         logger.info(
             "Tenant %s: write-back batch %d sent %d records (%d/%d done)",
-            tenant, report.calls, len(chunk), report.sent, len(changes),
+            tenant, report.calls, len(chunk), report.sent, len(due),
         )
     return report
 
 
-def _store_results(conn, tenant, run_id, chunk, results, report, logger) -> None:
-    now = datetime.now(timezone.utc)
+def _store_results(conn, tenant, run_id, chunk, results, report, logger, now, retry) -> None:
     conn.execute("BEGIN TRANSACTION")
     try:
-        for change, result in zip(chunk, results, strict=True):
-            attempt = _next_attempt(conn, change.record_id)
-            errors = result.get("errors") or []
+        for (change, attempt), result in zip(chunk, results, strict=True):
+            errors: list[dict[str, Any]] = result.get("errors") or []
             first = errors[0] if errors else {}
             conn.execute(
                 "INSERT INTO writeback_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -112,30 +157,36 @@ def _store_results(conn, tenant, run_id, chunk, results, report, logger) -> None
                     "INSERT OR REPLACE INTO writeback_state VALUES (?, ?, ?, ?)",
                     [change.record_id, change.values["Momentum_Score__c"], change.values["Next_Best_Action__c"], now],
                 )
+                retry_queue.clear_entry(conn, change.record_id)
                 continue
-            code = first.get("statusCode")
-            if code == "ENTITY_IS_DELETED":
-                report.dropped_deleted += 1
-                logger.info("Tenant %s: Opportunity %s was deleted in Salesforce; dropped", tenant, change.record_id)
-                continue
-            if code in TRANSIENT_CODES:
-                report.transient += 1
-            else:
-                report.failed += 1
-            report.failures.append({"record_id": change.record_id, "attempt": attempt, "errors": errors})
+            _queue_failure(conn, tenant, change, attempt, errors, report, logger, now, retry)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _next_attempt(conn, record_id: str) -> int:
-    """Count attempts since the last success, so a value that later fails starts again at 1."""
-    return conn.execute(
-        """
-        SELECT count(*) + 1 FROM writeback_log
-        WHERE record_id = ? AND logged_at > coalesce(
-          (SELECT max(logged_at) FROM writeback_log WHERE record_id = ? AND success), '-infinity'::TIMESTAMPTZ)
-        """,
-        [record_id, record_id],
-    ).fetchone()[0]
+def _queue_failure(conn, tenant, change, attempt, errors, report, logger, now, retry) -> None:
+    code = errors[0].get("statusCode") if errors else None
+    kind = retry_queue.failure_kind(code)
+    failure = {"record_id": change.record_id, "attempt": attempt, "kind": kind, "errors": errors}
+    if kind == retry_queue.DELETED:
+        report.dropped_deleted += 1
+        logger.info("Tenant %s: Opportunity %s was deleted in Salesforce; its write-back is dropped",
+                    tenant, change.record_id)
+        retry_queue.store_failure(conn, change.record_id, change.values, attempt, kind, errors, None, now)
+        return
+    report.failures.append(failure)
+    if kind == retry_queue.TRANSIENT:
+        report.transient += 1
+        next_at = now + retry.backoff(attempt)
+        if attempt == retry.alert_after:
+            report.alerts.append(dict(failure, outcome=f"still failing after {attempt} attempts; retried from "
+                                                      f"{next_at:%Y-%m-%d %H:%M:%S} UTC"))
+    else:
+        report.failed += 1
+        next_at = now + retry.backoff(attempt) if attempt < retry.max_permanent_attempts else None
+        if next_at is None:
+            report.alerts.append(dict(failure, outcome=f"gave up after {attempt} attempts; sent again "
+                                                      "only when the value changes"))
+    retry_queue.store_failure(conn, change.record_id, change.values, attempt, kind, errors, next_at, now)
