@@ -26,6 +26,22 @@ EXTRACT_OBJECTS: tuple[str, ...] = (
 # Routiine-owned Opportunity fields: the only fields the write-back may send.
 WRITEBACK_FIELDS: tuple[str, ...] = ("Momentum_Score__c", "Next_Best_Action__c")
 
+# Deal columns whose Opportunity source field a tenant may replace, with the
+# standard field the SQL models read when the mapping names no other one.
+DEAL_SOURCE_DEFAULTS: dict[str, str] = {
+    "stage_name": "StageName",
+    "amount": "Amount",
+    "close_date": "CloseDate",
+    "owner_id": "OwnerId",
+    "opportunity_type": "Type",
+    "lead_source": "LeadSource",
+    "product": "Product__c",
+    "engage_date": "Engage_Date__c",
+}
+
+# The Opportunity field that record type filters read.
+RECORD_TYPE_FIELD = "RecordTypeId"
+
 
 @dataclass(frozen=True)
 class StageCategory:
@@ -48,9 +64,25 @@ class TenantMapping:
     fallback_stage_category: StageCategory = field(
         default_factory=lambda: StageCategory("open", 1)
     )
+    # Deal column to the Opportunity field it is read from, where the tenant
+    # uses another field than DEAL_SOURCE_DEFAULTS names (a custom amount field).
+    deal_sources: dict[str, str] = field(default_factory=dict)
+    # RecordTypeIds of the Opportunities that feed `deal`; empty includes all.
+    record_types: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def deal_source(self, column: str) -> str:
+        """Return the Opportunity field that feeds a deal column, for this tenant.
+
+        Args:
+            column: A key of DEAL_SOURCE_DEFAULTS, for example "amount".
+
+        Returns:
+            The tenant's field, or the standard one when the mapping names none.
+        """
+        return self.deal_sources.get(column, DEAL_SOURCE_DEFAULTS[column])
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TenantMapping":
@@ -67,6 +99,8 @@ class TenantMapping:
             fallback_stage_category=StageCategory(
                 **raw.get("fallback_stage_category", asdict(default.fallback_stage_category))
             ),
+            deal_sources=dict(raw.get("deal_sources", {})),
+            record_types=list(raw.get("record_types", [])),
         )
 
 

@@ -27,6 +27,7 @@ from routiine_pipeline.models import (
     write_mapping_tables,
 )
 from routiine_pipeline.models.checks import check_descriptions
+from routiine_pipeline.models.runner import reports_unmapped_first, unmapped_warning
 from routiine_pipeline.models.sources import is_raw_table, raw_asset_path
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,9 @@ def materialization_metadata(
         ),
         "unmapped_picklist_values": dg.MetadataValue.json(unmapped),
         "unmapped_picklist_total": dg.MetadataValue.int(len(result.unmapped)),
+        "unmapped_picklist_value_counts": dg.MetadataValue.json(
+            result.unmapped_value_counts()
+        ),
     }
     if result.unmapped:
         lines = ["| object | field | record id | value |", "|---|---|---|---|"]
@@ -183,16 +187,19 @@ def build_model_asset(project: ModelProject, model: SqlModel) -> dg.AssetsDefini
         mapping = load_tenant_mapping(tenant)
         with warehouse.connect(tenant) as conn:
             write_mapping_tables(conn, tenant, mapping)
-            result = run_model(conn, model, tenant)
+            result = run_model(conn, model, tenant, mapping)
             outcomes = run_model_tests(conn, model)
         context.log.info(
             f"tenant {tenant}: built {model.name} with {result.row_count} rows"
         )
-        if result.unmapped:
-            context.log.warning(
-                f"tenant {tenant}: {len(result.unmapped)} records of {model.name} have "
-                f"picklist values missing from the mapping, given the fallback "
-                f"category: {result.unmapped_counts()}"
+        message = unmapped_warning(tenant, result, mapping)
+        if message and reports_unmapped_first(project, model.name):
+            context.log.warning(message)
+        elif message:
+            context.log.info(
+                f"tenant {tenant}: {model.name} carries {len(result.unmapped)} records "
+                f"with unmapped values, already reported by its staging model: "
+                f"{result.unmapped_counts()}"
             )
         yield dg.MaterializeResult(
             metadata=materialization_metadata(project, model, result)

@@ -15,6 +15,7 @@ from routiine_pipeline.scoring import (
     score_open_deals,
     write_scores,
 )
+from routiine_pipeline.scoring.inputs import score_column_inputs
 
 SCORING_GROUP = "scoring"
 SCORE_RANGE_CHECK = "score_range"
@@ -63,6 +64,26 @@ limit 10
 """
 
 
+def score_column_lineage() -> dg.TableColumnLineage:
+    """Build the asset's column lineage from the declared score inputs (scoring/inputs.py)."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [
+                dg.TableColumnDep(asset_key=dg.AssetKey([s.table]), column_name=s.column)
+                for s in inputs
+            ]
+            for column, inputs in score_column_inputs().items()
+            if inputs
+        }
+    )
+
+
+def score_column_schema(conn) -> dg.TableSchema:
+    """Describe the momentum_score table as DuckDB stores it."""
+    rows = conn.execute(f"DESCRIBE {SCORE_TABLE}").fetchall()
+    return dg.TableSchema(columns=[dg.TableColumn(row[0], row[1]) for row in rows])
+
+
 def _preview_markdown(rows: list[tuple]) -> str:
     lines = ["| deal | name | score | action | top factor |", "|---|---|---|---|---|"]
     for deal_id, name, score, action, top_factor in rows:
@@ -83,6 +104,9 @@ def _preview_markdown(rows: list[tuple]) -> str:
         dg.AssetKey(["deal_stage_history"]),
     ],
     kinds={"duckdb", "python"},
+    metadata={
+        "dagster/column_lineage": dg.MetadataValue.column_lineage(score_column_lineage()),
+    },
     check_specs=[
         dg.AssetCheckSpec(
             SCORE_RANGE_CHECK,
@@ -113,6 +137,7 @@ def momentum_score(
         scores = score_open_deals(conn, as_of, weights)
         summary = write_scores(conn, scores, computed_at)
         preview = conn.execute(_PREVIEW_SQL).fetchall()
+        schema = score_column_schema(conn)
         out_of_range = conn.execute(
             f"SELECT count(*) FROM {SCORE_TABLE} WHERE (score IS NULL AND "
             "score_null_reason IS NULL) OR score < 0 OR score > 100"
@@ -145,6 +170,10 @@ def momentum_score(
             "top_deals": dg.MetadataValue.md(_preview_markdown(preview)),
             "dagster/row_count": summary.deals_scored,
             "dagster/table_name": SCORE_TABLE,
+            "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+            "dagster/column_lineage": dg.MetadataValue.column_lineage(
+                score_column_lineage()
+            ),
         }
     )
     yield dg.AssetCheckResult(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from routiine_pipeline.mapping import EXTRACT_OBJECTS, default_fields
 from routiine_pipeline.salesforce.schema import STANDARD_SCHEMAS
@@ -53,7 +54,7 @@ def insert_raw(
     table = raw_table_name(sobject)
     columns = [row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()]
     extracted_at = datetime(2025, 1, 1, tzinfo=UTC)
-    count = 0
+    rows = []
     for record in records:
         values = {column_name(name): value for name, value in record.items()}
         values.setdefault("isdeleted", False)
@@ -62,12 +63,20 @@ def insert_raw(
         unknown = set(values) - set(columns)
         if unknown:
             raise ValueError(f"{table} has no columns {sorted(unknown)}")
-        names = list(values)
-        marks = ", ".join("?" for _ in names)
-        quoted = ", ".join(f'"{name}"' for name in names)
-        conn.execute(
-            f"INSERT INTO {table} ({quoted}) VALUES ({marks})",
-            [values[name] for name in names],
-        )
-        count += 1
-    return count
+        rows.append(values)
+    if not rows:
+        return 0
+    # One INSERT ... SELECT from a DataFrame instead of one INSERT per record,
+    # because the demo org has about 100,000 records. Columns no record sets
+    # stay out of the statement, so they keep their NULL default.
+    names = [name for name in columns if any(name in row for row in rows)]
+    frame = pd.DataFrame(
+        {name: pd.Series([row.get(name) for row in rows], dtype=object) for name in names}
+    )
+    quoted = ", ".join(f'"{name}"' for name in names)
+    conn.register("_insert_raw_rows", frame)
+    try:
+        conn.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _insert_raw_rows")
+    finally:
+        conn.unregister("_insert_raw_rows")
+    return len(rows)

@@ -11,6 +11,11 @@ import duckdb
 from routiine_pipeline.mapping import TenantMapping
 from routiine_pipeline.models.loader import ModelError, ModelProject, SqlModel
 from routiine_pipeline.models.mapping_tables import write_mapping_tables
+from routiine_pipeline.models.tenant_sql import (
+    OPPORTUNITY_TABLE,
+    render_model_sql,
+    table_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,52 @@ class ModelRunResult:
         counts = Counter(f"{value.object}.{value.field}" for value in self.unmapped)
         return dict(sorted(counts.items()))
 
+    def unmapped_value_counts(self) -> dict[str, dict[str, int]]:
+        """Count unmapped records per "Object.Field" and value, most frequent value first."""
+        counts: dict[str, Counter] = {}
+        for value in self.unmapped:
+            key = f"{value.object}.{value.field}"
+            counts.setdefault(key, Counter())[str(value.value)] += 1
+        return {
+            key: dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
+            for key, counter in sorted(counts.items())
+        }
+
+
+def unmapped_warning(
+    tenant: str, result: ModelRunResult, mapping: TenantMapping
+) -> str | None:
+    """Build the warning that lists a model's unmapped stage values with their counts.
+
+    Args:
+        tenant: The tenant id.
+        result: The model's run result.
+        mapping: The tenant mapping, for the fallback category and order.
+
+    Returns:
+        One message for the whole model, or None when every value is mapped.
+    """
+    if not result.unmapped:
+        return None
+    fallback = mapping.fallback_stage_category
+    parts = []
+    for field_key, values in result.unmapped_value_counts().items():
+        listed = ", ".join(f"{value!r} ({count})" for value, count in values.items())
+        parts.append(f"{field_key}: {listed}")
+    return (
+        f"tenant {tenant}: unmapped stage values in {result.model}, "
+        f"{len(result.unmapped)} records given the fallback category "
+        f"{fallback.category} (order {fallback.order}): {'; '.join(parts)}. "
+        f"Map them with `routiine mapping alias-stage {tenant} VALUE STAGE` or "
+        f"`routiine mapping set-stage {tenant} VALUE --category open|won|lost --order N`."
+    )
+
 
 def run_model(
-    conn: duckdb.DuckDBPyConnection, model: SqlModel, tenant: str
+    conn: duckdb.DuckDBPyConnection,
+    model: SqlModel,
+    tenant: str,
+    mapping: TenantMapping | None = None,
 ) -> ModelRunResult:
     """Replace the model's table with the result of its SQL.
 
@@ -50,6 +98,8 @@ def run_model(
         conn: The tenant's DuckDB connection; mapping tables must already exist.
         model: The model to build.
         tenant: The tenant id, used in unmapped-value reports.
+        mapping: The tenant mapping, to read its Opportunity source fields and
+            record types; None runs the file's SQL as written.
 
     Returns:
         The row count, column types and unmapped picklist values of the new table.
@@ -57,8 +107,12 @@ def run_model(
     Raises:
         ModelError: DuckDB rejected the SQL; the message names the model and file.
     """
+    sql = model.sql
+    if mapping is not None:
+        columns = table_columns(conn, OPPORTUNITY_TABLE)
+        sql = render_model_sql(model, mapping, columns, tenant)
     try:
-        conn.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
+        conn.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{sql}")
     except duckdb.Error as error:
         raise ModelError(
             f"model {model.name} ({model.path}) failed in DuckDB: {error}"
@@ -68,16 +122,6 @@ def run_model(
         (row[0], row[1]) for row in conn.execute(f"DESCRIBE {model.name}").fetchall()
     ]
     unmapped = find_unmapped_values(conn, model, tenant)
-    if unmapped:
-        examples = ", ".join(f"{v.record_id}={v.value!r}" for v in unmapped[:10])
-        log.warning(
-            "tenant %s: model %s has %d records with unmapped picklist values, "
-            "given the fallback category (first ones: %s)",
-            tenant,
-            model.name,
-            len(unmapped),
-            examples,
-        )
     return ModelRunResult(model.name, row_count, column_types, unmapped)
 
 
@@ -107,6 +151,16 @@ def find_unmapped_values(
     return found
 
 
+def reports_unmapped_first(project: ModelProject, name: str) -> bool:
+    """Tell whether a model is where unmapped values enter, so it warns about them.
+
+    Staging models read the raw tables and warn. Models built from them, such
+    as `deal`, count the same records in their metadata but do not warn again,
+    so one unknown value gives one warning per run.
+    """
+    return any(table.startswith("raw_") for table in project.upstream_sources(name))
+
+
 def run_models(
     conn: duckdb.DuckDBPyConnection,
     project: ModelProject,
@@ -131,7 +185,11 @@ def run_models(
     for name, model in project.models.items():
         if select is not None and name not in select:
             continue
-        results[name] = run_model(conn, model, tenant)
+        results[name] = run_model(conn, model, tenant, mapping)
+        if reports_unmapped_first(project, name):
+            message = unmapped_warning(tenant, results[name], mapping)
+            if message:
+                log.warning(message)
         log.info(
             "tenant %s: built %s with %d rows", tenant, name, results[name].row_count
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
+import pandas as pd
 
 from routiine_pipeline.scoring.score import DealScore
 
@@ -28,6 +29,17 @@ _COLUMNS = """
     flags VARCHAR[] NOT NULL,
     as_of TIMESTAMPTZ NOT NULL,
     computed_at TIMESTAMPTZ NOT NULL
+"""
+
+
+# Casts make the column types explicit, because a DataFrame column of None
+# values alone has no type DuckDB could infer.
+_INSERT_SELECT = """
+SELECT
+    deal_id::VARCHAR, score::INTEGER, score_null_reason::VARCHAR, factors::JSON,
+    top_factors::VARCHAR[], recommended_action::VARCHAR, next_best_action::VARCHAR,
+    flags::VARCHAR[], as_of::TIMESTAMPTZ, computed_at::TIMESTAMPTZ
+FROM _new_scores
 """
 
 
@@ -79,6 +91,26 @@ def count_changed(
     )
 
 
+def _score_frame(scores: list[DealScore], computed_at: datetime) -> pd.DataFrame:
+    """Build one DataFrame of score rows, inserted in one statement.
+
+    executemany inserts row by row, which takes minutes for a million deals.
+    """
+    columns = {
+        "deal_id": [s.deal_id for s in scores],
+        "score": [s.score for s in scores],
+        "score_null_reason": [s.score_null_reason for s in scores],
+        "factors": [s.factors_json() for s in scores],
+        "top_factors": [list(s.top_factors) for s in scores],
+        "recommended_action": [s.recommended_action for s in scores],
+        "next_best_action": [s.next_best_action for s in scores],
+        "flags": [list(s.flags) for s in scores],
+        "as_of": [s.as_of for s in scores],
+        "computed_at": [computed_at] * len(scores),
+    }
+    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+
+
 def write_scores(
     conn: duckdb.DuckDBPyConnection, scores: list[DealScore], computed_at: datetime
 ) -> ScoreWriteSummary:
@@ -94,32 +126,20 @@ def write_scores(
     """
     previous = previous_scores(conn)
     changed = count_changed(scores, previous)
-    rows = [
-        (
-            s.deal_id,
-            s.score,
-            s.score_null_reason,
-            s.factors_json(),
-            s.top_factors,
-            s.recommended_action,
-            s.next_best_action,
-            s.flags,
-            s.as_of,
-            computed_at,
-        )
-        for s in scores
-    ]
-    marks = ", ".join("?" for _ in range(10))
+    frame = _score_frame(scores, computed_at)
+    conn.register("_new_scores", frame)
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"DELETE FROM {SCORE_TABLE}")
-        if rows:
-            conn.executemany(f"INSERT INTO {SCORE_TABLE} VALUES ({marks})", rows)
-            conn.executemany(f"INSERT INTO {HISTORY_TABLE} VALUES ({marks})", rows)
+        if scores:
+            conn.execute(f"INSERT INTO {SCORE_TABLE} {_INSERT_SELECT}")
+            conn.execute(f"INSERT INTO {HISTORY_TABLE} {_INSERT_SELECT}")
         conn.execute("COMMIT")
     except duckdb.Error:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.unregister("_new_scores")
 
     values = [s.score for s in scores if s.score is not None]
     actions = Counter(s.recommended_action for s in scores if s.recommended_action)

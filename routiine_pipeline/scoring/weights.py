@@ -1,8 +1,8 @@
 """Factor weights and thresholds of the momentum score.
 
 docs/momentum.md gives the reasoning behind each default. Weights are
-relative: the score divides by the sum of the weights of the factors that
-could be computed for a deal, so they need not add up to 1.
+relative: the score divides by the sum of all weights (a factor that could
+not be computed counts as neutral), so they need not add up to 1.
 """
 
 from __future__ import annotations
