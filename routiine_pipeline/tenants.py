@@ -7,6 +7,7 @@ partitions). These functions change both.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,11 +16,20 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 
 from routiine_pipeline import oauth_settings, settings
-from routiine_pipeline.control.store import ControlStore, Tenant, check_tenant_id, open_control_store
-from routiine_pipeline.control.tokens import ConnectError, TenantConnector
+from routiine_pipeline.control.connect import ConnectError, TenantConnector
+from routiine_pipeline.control.store import (
+    ControlStore,
+    Tenant,
+    check_tenant_id,
+    open_control_store,
+)
 from routiine_pipeline.control.vault import TokenVault, load_keys
 from routiine_pipeline.defs.partitions import tenant_partitions
-from routiine_pipeline.salesforce.oauth import check_salesforce_url, login_url
+from routiine_pipeline.salesforce.oauth import (
+    ORG_TYPES,
+    check_salesforce_url,
+    login_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +55,22 @@ def add_tenant(
 ) -> Tenant:
     """Register a tenant and its Dagster partition; `login` overrides the host (emulator only)."""
     check_tenant_id(tenant_id)
+    if org_type not in ORG_TYPES:
+        raise ValueError(f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}")
+    if my_domain and org_type != "my_domain":
+        raise ValueError(
+            f"a My Domain ({my_domain!r}) was given for org type {org_type!r}: use org type my_domain, "
+            "or leave the domain out"
+        )
+    domain = None
+    if org_type == "my_domain":
+        host = login_url(org_type, my_domain)
+        domain = host.removeprefix("https://").removesuffix(".my.salesforce.com")
     if login:
         host = check_salesforce_url(login, allow_loopback=settings.loopback_allowed())
-    else:
-        host = login_url(org_type, my_domain)
-    tenant = control_store().add_tenant(tenant_id, org_type=org_type, login_url=host)
+    elif org_type != "my_domain":
+        host = login_url(org_type)
+    tenant = control_store().add_tenant(tenant_id, org_type=org_type, login_url=host, my_domain=domain)
     instance.add_dynamic_partitions(tenant_partitions.name, [tenant_id])
     log.info("Added tenant %s (%s, login %s)", tenant_id, org_type, host)
     return tenant
@@ -76,9 +97,9 @@ def remove_tenant(instance: dg.DagsterInstance, tenant_id: str) -> bool:
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):
-    server: "_CallbackServer"
+    server: _CallbackServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         if parts.path != self.server.callback_path:
             self.send_error(404)
@@ -90,48 +111,64 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             )
         else:
             try:
-                self.server.outcome = self.server.connector.complete(state=params.get("state", ""), code=params.get("code", ""))
+                self.server.outcome = self.server.connector.complete(
+                    state=params.get("state", ""), code=params.get("code", ""), tenant_id=self.server.tenant_id
+                )
             except ConnectError as error:
                 self.server.outcome = error
         ok = isinstance(self.server.outcome, Tenant)
         body = (
             "<h1>Connected</h1><p>You can close this window.</p>" if ok
-            else f"<h1>Connection failed</h1><p>{self.server.outcome}</p>"
+            else f"<h1>Connection failed</h1><p>{html.escape(str(self.server.outcome))}</p>"
         ).encode()
         self.send_response(200 if ok else 400)
         self.send_header("Content-Type", "text/html; charset=utf-8")
+        # The callback URL carries the code and state: keep it out of Referer headers and caches.
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
         self.server.done.set()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence default stderr lines, which carry the code
+    def log_message(self, format: str, *args) -> None:
         return
 
 
 class _CallbackServer(ThreadingHTTPServer):
-    def __init__(self, address, connector: TenantConnector, callback_path: str) -> None:
+    def __init__(self, address, connector: TenantConnector, callback_path: str, tenant_id: str | None) -> None:
         super().__init__(address, _CallbackHandler)
         self.connector = connector
+        self.tenant_id = tenant_id
         self.callback_path = callback_path
         self.outcome: Tenant | Exception | None = None
         self.done = threading.Event()
 
 
 class LoopbackCallback:
-    """Receives the OAuth redirect on the loopback address named by the redirect URI."""
+    """Receives the OAuth redirect on the loopback address named by the redirect URI.
 
-    def __init__(self, connector: TenantConnector) -> None:
+    With `tenant_id` set, a callback whose state belongs to another tenant is rejected.
+    """
+
+    def __init__(self, connector: TenantConnector, tenant_id: str | None = None) -> None:
         parts = urlsplit(connector.app.redirect_uri)
         if parts.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError(
                 f"the redirect URI {connector.app.redirect_uri} is not a loopback address; "
                 "`routiine tenants connect` can only receive callbacks on 127.0.0.1"
             )
-        self.server = _CallbackServer(("127.0.0.1", parts.port or 80), connector, parts.path or "/")
+        try:
+            self.server = _CallbackServer(("127.0.0.1", parts.port or 80), connector, parts.path or "/", tenant_id)
+        except OSError as error:
+            raise ConnectError(
+                f"cannot listen on 127.0.0.1:{parts.port or 80} for the OAuth callback ({error.strerror}); "
+                "stop what uses that port or set ROUTIINE_SF_REDIRECT_URI to a free loopback port "
+                "registered as a callback URL of the connected app"
+            ) from None
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "LoopbackCallback":
+    def __enter__(self) -> LoopbackCallback:
         self.thread.start()
         return self
 

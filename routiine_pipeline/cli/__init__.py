@@ -15,6 +15,11 @@ import warnings
 COMMAND_MODULES = (
     "routiine_pipeline.cli.demo",
     "routiine_pipeline.cli.tenants",
+    "routiine_pipeline.cli.lineage",
+    "routiine_pipeline.cli.mapping",
+    "routiine_pipeline.cli.keys",
+    "routiine_pipeline.cli.serve",
+    "routiine_pipeline.cli.backfill",
 )
 
 

@@ -16,7 +16,9 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
+from routiine_pipeline.control import budget_tables  # noqa: F401  (creates the budget tables too)
 from routiine_pipeline.control import tables
+from routiine_pipeline.control.engine import add_missing_columns, create_control_engine
 from routiine_pipeline.mapping import TenantMapping, default_mapping
 
 log = logging.getLogger(__name__)
@@ -47,14 +49,18 @@ def check_tenant_id(tenant_id: str) -> str:
 
 @dataclass(frozen=True)
 class Tenant:
+    """One row of the tenant registry. It contains no tokens, so it is safe to log or render."""
+
     tenant_id: str
     org_type: str
+    my_domain: str | None
     login_url: str
     instance_url: str | None
     status: str
     status_reason: str | None
     interval_minutes: int
     last_sync_at: datetime | None
+    connected_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -68,13 +74,15 @@ class ControlStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(url, connect_args=connect_args, future=True)
+        self.engine = create_control_engine(url)
         tables.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, [tables.tenants, tables.tokens])
 
     # -- tenants --------------------------------------------------------------
 
-    def add_tenant(self, tenant_id: str, *, org_type: str, login_url: str) -> Tenant:
+    def add_tenant(
+        self, tenant_id: str, *, org_type: str, login_url: str, my_domain: str | None = None
+    ) -> Tenant:
         check_tenant_id(tenant_id)
         now = utcnow()
         with self.engine.begin() as conn:
@@ -87,6 +95,7 @@ class ControlStore:
                 tables.tenants.insert().values(
                     tenant_id=tenant_id,
                     org_type=org_type,
+                    my_domain=my_domain,
                     login_url=login_url,
                     status=PENDING,
                     interval_minutes=15,
@@ -132,6 +141,30 @@ class ControlStore:
         if status not in STATUSES:
             raise ValueError(f"unknown tenant status {status!r}: use one of {', '.join(STATUSES)}")
         self.update_tenant(tenant_id, status=status, status_reason=reason)
+
+    def mark_needs_reauthorization(self, tenant_id: str, message: str) -> bool:
+        """Set `needs_reauthorization` and notify once; return whether this call changed the status.
+
+        The status change and the notification share one conditional update, so
+        two runs that hit `invalid_grant` together still send one notification.
+        """
+        column = tables.tenants.c
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                tables.tenants.update()
+                .where(column.tenant_id == tenant_id, column.status != NEEDS_REAUTHORIZATION)
+                .values(status=NEEDS_REAUTHORIZATION, status_reason=message, updated_at=now)
+            ).rowcount
+            if changed:
+                conn.execute(
+                    tables.notifications.insert().values(
+                        tenant_id=tenant_id, at=now, kind=NEEDS_REAUTHORIZATION, message=message
+                    )
+                )
+        if changed:
+            log.warning("Tenant %s needs re-authorization: %s", tenant_id, message)
+        return bool(changed)
 
     def mapping(self, tenant_id: str) -> TenantMapping:
         with self.engine.connect() as conn:
@@ -193,12 +226,14 @@ def _tenant_from_row(row) -> Tenant:
     return Tenant(
         tenant_id=row["tenant_id"],
         org_type=row["org_type"],
+        my_domain=row["my_domain"],
         login_url=row["login_url"],
         instance_url=row["instance_url"],
         status=row["status"],
         status_reason=row["status_reason"],
         interval_minutes=row["interval_minutes"],
         last_sync_at=_aware(row["last_sync_at"]),
+        connected_at=_aware(row["connected_at"]),
         created_at=_aware(row["created_at"]),
         updated_at=_aware(row["updated_at"]),
     )

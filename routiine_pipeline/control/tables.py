@@ -10,7 +10,10 @@ tenants = sa.Table(
     "tenants",
     metadata,
     sa.Column("tenant_id", sa.String(64), primary_key=True),
+    # production, sandbox or my_domain; my_domain contains the name before
+    # .my.salesforce.com (for example acme or acme--uat.sandbox) for the last.
     sa.Column("org_type", sa.String(16), nullable=False),
+    sa.Column("my_domain", sa.String(128)),
     sa.Column("login_url", sa.String(255), nullable=False),
     sa.Column("instance_url", sa.String(255)),
     sa.Column("status", sa.String(32), nullable=False),
@@ -18,6 +21,7 @@ tenants = sa.Table(
     sa.Column("interval_minutes", sa.Integer, nullable=False, default=15),
     sa.Column("mapping_json", sa.Text),
     sa.Column("last_sync_at", sa.DateTime(timezone=True)),
+    sa.Column("connected_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -32,6 +36,10 @@ tokens = sa.Table(
     # Incremented on every write so concurrent refreshes can detect each other.
     sa.Column("version", sa.Integer, nullable=False, default=1),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The process refreshing the tokens holds this lease, so runs in other
+    # processes wait for its result instead of spending a rotated refresh token.
+    sa.Column("refresh_lease_owner", sa.String(64)),
+    sa.Column("refresh_lease_until", sa.DateTime(timezone=True)),
 )
 
 oauth_states = sa.Table(

@@ -35,6 +35,10 @@ class VaultKey:
     def __repr__(self) -> str:
         return f"VaultKey(key_id={self.key_id!r})"
 
+    def entry(self) -> str:
+        """Return the `id:base64key` line that stores this key; it contains the secret."""
+        return f"{self.key_id}:{base64.b64encode(self.secret).decode()}"
+
 
 def parse_keys(spec: str) -> list[VaultKey]:
     """Parse `id:base64key,...`; every key must decode to 32 bytes (AES-256)."""
@@ -73,6 +77,17 @@ def load_keys(home: Path) -> list[VaultKey]:
     return parse_keys(path.read_text().replace("\n", ","))
 
 
+def write_key_file(home: Path, keys: list[VaultKey]) -> Path:
+    """Replace the key file atomically with `keys`, current key first, readable by the owner only."""
+    path = home / KEY_FILE_NAME
+    temporary = home / f".{KEY_FILE_NAME}.{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(key.entry() + "\n" for key in keys))
+    os.replace(temporary, path)
+    return path
+
+
 class TokenVault:
     """Encrypts with the current (first) key and decrypts with whichever key id a ciphertext names."""
 
@@ -80,6 +95,7 @@ class TokenVault:
         if not keys:
             raise VaultError("no vault key configured")
         self._keys = {key.key_id: key for key in keys}
+        self.keys = list(keys)
         self.current_key_id = keys[0].key_id
 
     def __repr__(self) -> str:

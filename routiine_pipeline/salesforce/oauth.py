@@ -26,7 +26,7 @@ ORG_TYPES = ("production", "sandbox", "my_domain")
 
 # A My Domain name: letters, digits and hyphens, starting with a letter. Sandbox
 # My Domains add "--SANDBOXNAME" and live under sandbox.my.salesforce.com.
-_MY_DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_MY_DOMAIN_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _SALESFORCE_HOST = re.compile(
     r"^(login|test)\.salesforce\.com$"
     r"|^[a-z0-9][a-z0-9-]*(--[a-z0-9]+)?(\.sandbox|\.develop|\.scratch|\.demo|\.trailblaze)?\.my\.salesforce\.com$"
@@ -44,18 +44,29 @@ def check_salesforce_url(url: str, *, allow_loopback: bool) -> str:
     HTTPS is required for Salesforce hosts; plain HTTP only for loopback in
     emulator mode.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise errors.UnsafeHostError(f"refusing to send credentials to {url!r}: not a valid URL") from None
     host = (parts.hostname or "").lower()
+    # The URL is rebuilt from its parsed host and port, so text that another URL
+    # parser might read differently (user info, backslashes) never reaches requests.
+    if parts.username or parts.password or "\\" in url or parts.query or parts.fragment:
+        raise errors.UnsafeHostError(f"refusing to send credentials to {url!r}: expected a bare host URL")
     if allow_loopback and is_loopback(host) and parts.scheme in ("http", "https"):
-        return url.rstrip("/")
-    if parts.scheme != "https" or not _SALESFORCE_HOST.match(host) or parts.username or parts.password:
+        if parts.path not in ("", "/"):
+            raise errors.UnsafeHostError(f"expected a bare host URL, got path {parts.path!r} in {url!r}")
+        bracketed = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme}://{bracketed}" + (f":{port}" if port else "")
+    if parts.scheme != "https" or not _SALESFORCE_HOST.match(host):
         hint = " (loopback needs ROUTIINE_ALLOW_LOOPBACK=1, for the emulator only)" if is_loopback(host) else ""
         raise errors.UnsafeHostError(
             f"refusing to send credentials to {parts.scheme}://{host}: not a Salesforce host{hint}"
         )
     if parts.path not in ("", "/"):
         raise errors.UnsafeHostError(f"expected a bare host URL, got path {parts.path!r} in {url!r}")
-    return f"https://{host}" + (f":{parts.port}" if parts.port else "")
+    return f"https://{host}" + (f":{port}" if port else "")
 
 
 def login_url(org_type: str, my_domain: str | None = None) -> str:
@@ -72,13 +83,17 @@ def login_url(org_type: str, my_domain: str | None = None) -> str:
         raise ValueError(f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}")
     if not my_domain:
         raise ValueError("a My Domain org needs its domain, for example acme or acme--uat.sandbox")
+    if not my_domain.isascii() or not my_domain.isprintable():
+        raise ValueError(
+            f"invalid My Domain {my_domain!r}: only ASCII letters, digits, '-' and '.' are allowed"
+        )
     value = my_domain.strip().lower()
     if "://" in value:
         return check_salesforce_url(value, allow_loopback=False)
     value = value.removesuffix(".my.salesforce.com")
     name, _, suffix = value.partition(".")
-    base, _, sandbox = name.partition("--")
-    if not _MY_DOMAIN_NAME.match(base) or (sandbox and not re.fullmatch(r"[a-z0-9]{1,20}", sandbox)):
+    base, separator, sandbox = name.partition("--")
+    if not _MY_DOMAIN_NAME.match(base) or (separator and not re.fullmatch(r"[a-z0-9]{1,20}", sandbox)):
         raise ValueError(
             f"invalid My Domain {my_domain!r}: expected a name like acme or acme--uat.sandbox"
         )
@@ -95,7 +110,7 @@ class PkcePair:
     challenge: str
 
     @classmethod
-    def generate(cls) -> "PkcePair":
+    def generate(cls) -> PkcePair:
         verifier = secrets.token_urlsafe(64)[:96]
         digest = hashlib.sha256(verifier.encode("ascii")).digest()
         challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
@@ -165,7 +180,16 @@ class OAuthApp:
         response = requests.post(f"{base}/services/oauth2/token", data=body, timeout=30)
         if response.status_code != 200:
             raise _oauth_error(response)
-        payload = response.json()
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str) \
+                or not isinstance(payload.get("instance_url"), str):
+            raise errors.OAuthError(
+                f"token endpoint of {base} returned HTTP 200 without access_token and instance_url"
+            )
+        # The instance URL receives the access token on every API call, so it must pass the same host check.
         instance_url = check_salesforce_url(payload["instance_url"], allow_loopback=allow_loopback)
         return TokenResponse(
             access_token=payload["access_token"],
