@@ -14,11 +14,13 @@ from routiine_pipeline.control.store import load_tenant_mapping
 from routiine_pipeline.defs.partitions import tenant_month_partitions
 from routiine_pipeline.defs.resources import SalesforceConnection, TenantWarehouse
 from routiine_pipeline.extract.cycle import CycleStoppedError, ExtractPass, ObjectOutcome
+from routiine_pipeline.extract.deletes import DeleteCheck, DeleteCheckOutcome, DeleteCheckSettings
 from routiine_pipeline.extract.describe import load_describes
 from routiine_pipeline.extract.plan import plan_fields
 from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow
 from routiine_pipeline.mapping import EXTRACT_OBJECTS, default_fields
-from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
+from routiine_pipeline.salesforce.client import CallEvent
+from routiine_pipeline.salesforce.errors import BudgetExhaustedError, ReauthorizationRequiredError, RequestLimitExceededError
 from routiine_pipeline.salesforce.schema import STANDARD_SCHEMAS
 from routiine_pipeline.storage.raw_tables import raw_table_name
 
@@ -44,6 +46,14 @@ class ExtractConfig(dg.Config):
     """Seconds the upper bound stays behind the run's start, for transactions in flight."""
     run_start: str = ""
     """ISO-8601 start time of the pass; empty means now. Used to replay a pass."""
+    bulk_threshold: int = 10_000
+    """Records in a window above which it is read through a Bulk API 2.0 query job; 0 reads all through REST."""
+    window_restarts: int = 2
+    """Times a window restarts from its committed watermark after a query fault before the sObject fails."""
+    check_deletes: bool = True
+    """Look for hard deletes (emptied recycle bin) through /deleted, or a full Id reconciliation when due."""
+    delete_check_hours: float = 24.0
+    """Hours between hard-delete checks of a tenant's sObjects; a check costs one API call per 25 sObjects."""
 
 
 def _spec(sobject: str) -> dg.AssetSpec:
@@ -86,12 +96,19 @@ def salesforce_raw(
     phase = context.run.tags.get(PHASE_TAG) or ("incremental" if window.key == current.key else "backfill")
     selected = [sobject for sobject, key in RAW_ASSET_KEYS.items() if key in context.selected_asset_keys]
     settings = ExtractSettings(
-        overlap=timedelta(minutes=config.overlap_minutes), lag=timedelta(seconds=config.lag_seconds)
+        overlap=timedelta(minutes=config.overlap_minutes),
+        lag=timedelta(seconds=config.lag_seconds),
+        window_restarts=config.window_restarts,
+        bulk_threshold=config.bulk_threshold,
     )
+    pass_started = datetime.now(timezone.utc)
+    delete_outcomes: dict[str, DeleteCheckOutcome] = {}
 
     try:
         client, guard = salesforce.client(tenant, run_id=context.run_id, phase=phase)
         with warehouse.connect(tenant) as conn:
+            # Reads /limits only when the last usage reading is stale.
+            guard.start_run(client)
             mapping = load_tenant_mapping(tenant)
             describes = load_describes(client, conn, selected)
             plans = [
@@ -104,6 +121,16 @@ def salesforce_raw(
                 extract.run(plans, windows, full_refresh=config.full_refresh)
             except CycleStoppedError as error:
                 stopped = error
+            if config.check_deletes and stopped is None:
+                check = DeleteCheck(
+                    client, conn, tenant=tenant, run_start=run_start, pass_started=pass_started,
+                    settings=DeleteCheckSettings(interval=timedelta(hours=config.delete_check_hours)),
+                    logger=context.log,
+                )
+                try:
+                    delete_outcomes = check.run(selected)
+                except (RequestLimitExceededError, BudgetExhaustedError) as error:
+                    stopped = CycleStoppedError(str(error), error_code=error.error_code, tenant=tenant)
             table_rows = {
                 sobject: conn.execute(f"SELECT count(*) FROM {raw_table_name(sobject)}").fetchone()[0]
                 for sobject in selected
@@ -124,10 +151,10 @@ def salesforce_raw(
         if outcome is None or not outcome.done or outcome.error:
             failed.append((sobject, outcome.error if outcome else "not started"))
             continue
-        yield dg.MaterializeResult(
-            asset_key=RAW_ASSET_KEYS[sobject],
-            metadata=_metadata(outcome, run_figures, table_rows[sobject], window.key),
-        )
+        metadata = _metadata(outcome, run_figures, table_rows[sobject], window.key)
+        metadata.update(_delete_metadata(delete_outcomes.get(sobject)))
+        metadata.update(call_event_metadata(client.events))
+        yield dg.MaterializeResult(asset_key=RAW_ASSET_KEYS[sobject], metadata=metadata)
     if stopped is not None:
         raise dg.Failure(
             description=f"API limit reached for tenant {tenant}: {stopped.message}. Committed work is kept; "
@@ -137,7 +164,11 @@ def salesforce_raw(
         )
     if failed:
         details = "; ".join(f"{sobject}: {reason}" for sobject, reason in failed)
-        raise dg.Failure(description=f"Tenant {tenant}, month {month}: {len(failed)} sObject(s) failed: {details}")
+        restarts = {sobject: extract.outcomes[sobject].restarts for sobject, _ in failed if sobject in extract.outcomes}
+        raise dg.Failure(
+            description=f"Tenant {tenant}, month {month}: {len(failed)} sObject(s) failed: {details}",
+            metadata={"window_restarts": dg.MetadataValue.json(restarts), **call_event_metadata(client.events)},
+        )
 
 
 def _metadata(outcome: ObjectOutcome, run_figures: dict, table_rows: int, month: str) -> dict:
@@ -154,6 +185,8 @@ def _metadata(outcome: ObjectOutcome, run_figures: dict, table_rows: int, month:
         "query_lower_bound": outcome.lower or "nothing due",
         "query_upper_bound": outcome.upper or "nothing due",
         "window_restarts": outcome.restarts,
+        "read_method": outcome.read_method,
+        "bulk_jobs": dg.MetadataValue.json(outcome.bulk_jobs),
         "run_api_calls": run_figures["api_calls"],
         "run_api_calls_by_kind": dg.MetadataValue.json(run_figures["api_calls_by_kind"]),
         "org_api_usage": run_figures["org_api_usage"],
@@ -164,3 +197,27 @@ def _metadata(outcome: ObjectOutcome, run_figures: dict, table_rows: int, month:
     if outcome.problems or outcome.warnings:
         metadata["warnings"] = dg.MetadataValue.json((outcome.warnings + outcome.problems)[:50])
     return metadata
+
+
+def _delete_metadata(outcome: DeleteCheckOutcome | None) -> dict:
+    if outcome is None:
+        return {"delete_check": "off"}
+    metadata = {
+        "delete_check": outcome.method,
+        "hard_deletes_reported": outcome.reported,
+        "hard_deletes_tombstoned": outcome.tombstoned,
+    }
+    if outcome.reason:
+        metadata["delete_check_reason"] = outcome.reason
+    if outcome.error:
+        metadata["delete_check_error"] = outcome.error
+    return metadata
+
+
+def call_event_metadata(events: list[CallEvent]) -> dict:
+    """Summarize the client's retries and token refreshes of the run (the first 20 listed in full)."""
+    return {
+        "call_retries": sum(1 for event in events if event.kind == "retry"),
+        "token_refreshes": sum(1 for event in events if event.kind == "refresh"),
+        "call_events": dg.MetadataValue.json([f"{event.kind}: {event.detail}" for event in events[:20]]),
+    }

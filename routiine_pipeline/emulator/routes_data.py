@@ -57,6 +57,10 @@ def classify_call(method: str, rest: str) -> str:
         return "collections" if parts[1:2] == ["sobjects"] else "composite"
     if head == "limits":
         return "limits"
+    if head == "jobs":
+        if method == "POST":
+            return "bulk_create"
+        return "bulk_results" if parts[-1] == "results" else "bulk_poll"
     if head == "sobjects":
         if len(parts) == 1:
             return "describe_global"

@@ -87,8 +87,11 @@ def handle_query_more(
     """Serve a nextRecordsUrl page from the snapshot taken when the query ran."""
     locator, _, offset_text = locator_and_offset.rpartition("-")
     cursor = org.cursors.get(locator) if locator else None
+    # The server takes this fault kind on direct requests; a composite subrequest gets it here.
+    expired = org.faults.take_request_fault(request.target, {"invalid_query_locator"})
     if (
-        cursor is None
+        expired is not None
+        or cursor is None
         or not offset_text.isdigit()
         or int(offset_text) > len(cursor.records)
     ):

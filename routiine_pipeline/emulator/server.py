@@ -21,6 +21,7 @@ from routiine_pipeline.emulator.http_types import (
 )
 from routiine_pipeline.emulator.org import Org
 from routiine_pipeline.emulator.routes_admin import handle_admin
+from routiine_pipeline.emulator.routes_bulk import handle_bulk
 from routiine_pipeline.emulator.routes_data import classify_call, route_data_request
 from routiine_pipeline.emulator.routes_oauth import (
     OAuthClient,
@@ -204,6 +205,8 @@ class EmulatorServer:
                 return error_response(
                     400, "INVALID_QUERY_LOCATOR", "invalid query locator"
                 )
+        if rest.startswith("/jobs/"):
+            return handle_bulk(self.org, request, version, rest)
         return route_data_request(self.org, request, version, rest, self.page_size)
 
     def _versions(self) -> list[dict[str, str]]:

@@ -11,11 +11,15 @@ records received has been checked against `totalSize`.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
 
+from routiine_pipeline.extract.bulk import BulkReadMixin, BulkSettings, wants_bulk
+from routiine_pipeline.extract.crashpoints import crash_point
+from routiine_pipeline.extract.describe import forget_describe
 from routiine_pipeline.extract.plan import FieldPlan
 from routiine_pipeline.extract.records import convert_record
 from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow, QueryBounds, query_bounds
@@ -44,6 +48,8 @@ class ObjectOutcome:
     deleted: int = 0
     total_size: int | None = None
     restarts: int = 0
+    read_method: str = "rest"
+    bulk_jobs: list[str] = field(default_factory=list)
     watermarks: dict[str, str | None] = field(default_factory=dict)
     sealed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -68,11 +74,18 @@ class _Stream:
         self.received = 0
         self.newest.clear()
         self.rows_per_window.clear()
+        # The window is read again from its first page, so its record counts start over.
+        self.outcome.received = 0
+        self.outcome.deleted = 0
         self.outcome.restarts += 1
 
 
-class ExtractPass:
-    """Runs the queries of one tenant's pass and commits what they return."""
+class ExtractPass(BulkReadMixin):
+    """Runs the queries of one tenant's pass and commits what they return.
+
+    Windows whose first page reports more than `settings.bulk_threshold`
+    records are read afterwards through Bulk API 2.0 query jobs (see bulk.py).
+    """
 
     def __init__(
         self,
@@ -83,6 +96,7 @@ class ExtractPass:
         settings: ExtractSettings,
         run_start: datetime,
         logger: logging.Logger | None = None,
+        bulk: BulkSettings | None = None,
     ) -> None:
         self.client = client
         self.conn = conn
@@ -90,7 +104,9 @@ class ExtractPass:
         self.settings = settings
         self.run_start = run_start
         self.log = logger or log
+        self.bulk = bulk or BulkSettings()
         self.outcomes: dict[str, ObjectOutcome] = {}
+        self._bulk_queue: list[_Stream] = []
 
     def run(
         self, plans: list[FieldPlan], windows: list[MonthWindow], *, full_refresh: bool = False
@@ -104,6 +120,7 @@ class ExtractPass:
             for message in outcome.warnings:
                 self.log.warning(message)
             ensure_tables(self.conn, plan.sobject, plan.stored)
+            crash_point("cycle.tables_ready")
             marks = read_watermarks(self.conn, plan.sobject)
             open_windows = [w for w in windows if full_refresh or not _sealed(marks, w)]
             bounds = query_bounds(
@@ -119,7 +136,12 @@ class ExtractPass:
 
         while queue:
             batch, queue = queue[:MAX_COMPOSITE_QUERIES], queue[MAX_COMPOSITE_QUERIES:]
+            restarts_before = sum(stream.outcome.restarts for stream in batch)
             queue.extend(self._run_batch(batch))
+            if sum(stream.outcome.restarts for stream in batch) > restarts_before:
+                self._pause_before_restart(max(stream.outcome.restarts for stream in batch))
+        while self._bulk_queue:
+            self._read_through_bulk(self._bulk_queue.pop(0))
         return outcomes
 
     def _run_batch(self, batch: list[_Stream]) -> list[_Stream]:
@@ -131,6 +153,7 @@ class ExtractPass:
             }
             for index, stream in enumerate(batch)
         ]
+        crash_point("cycle.before_composite")
         try:
             responses = self.client.composite(subrequests)
         except (errors.RequestLimitExceededError, errors.BudgetExhaustedError) as error:
@@ -138,23 +161,40 @@ class ExtractPass:
                 stream.outcome.error = str(error)
             raise CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant) from None
         except errors.TransientError as error:
+            # The client already retried the composite call itself; each window now restarts.
             return [s for s in batch if self._restart_or_fail(s, error)]
 
         follow_up: list[_Stream] = []
+        crash_point("cycle.after_composite")
         for stream, response in zip(batch, responses):
             status = response.get("httpStatusCode", 500)
             body = response.get("body")
             if status != 200:
                 error = error_from_body(body, status, tenant=self.tenant).with_context(sobject=stream.plan.sobject)
+                if status >= 500 and not isinstance(error, errors.TransientError):
+                    error = errors.TransientError(
+                        error.message, error_code=error.error_code, status=status, tenant=self.tenant,
+                        sobject=stream.plan.sobject,
+                    )
                 if isinstance(error, errors.RequestLimitExceededError):
-                    stream.outcome.error = str(error)
-                    raise CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant)
+                    raise self._stop(stream.outcome, error)
                 if isinstance(error, (errors.InvalidQueryLocatorError, errors.TransientError)):
                     if self._restart_or_fail(stream, error):
                         follow_up.append(stream)
                     continue
                 stream.outcome.error = str(error)
                 self.log.error("Tenant %s, %s: query failed: %s", self.tenant, stream.plan.sobject, error)
+                if error.error_code == "INVALID_FIELD":
+                    # The cached describe still lists a field the org no longer shows; the next run re-reads it.
+                    forget_describe(self.conn, stream.plan.sobject)
+                continue
+            if stream.next_url is None and wants_bulk(self.settings, body, first_page=True):
+                self.log.info(
+                    "Tenant %s, %s: %s records in the window, above the Bulk threshold of %d; "
+                    "reading it through a Bulk API 2.0 query job",
+                    self.tenant, stream.plan.sobject, body.get("totalSize"), self.settings.bulk_threshold,
+                )
+                self._bulk_queue.append(stream)
                 continue
             try:
                 if self._consume_page(stream, body):
@@ -175,6 +215,16 @@ class ExtractPass:
         )
         stream.restart()
         return True
+
+    def _pause_before_restart(self, restarts: int) -> None:
+        """Back off before a window's next attempt: `restart_backoff` seconds, doubling per restart."""
+        pause = self.settings.restart_backoff * 2 ** max(0, restarts - 1)
+        if pause > 0:
+            time.sleep(pause)
+
+    def _stop(self, outcome: ObjectOutcome, error: errors.SalesforceError) -> CycleStoppedError:
+        outcome.error = str(error)
+        return CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant)
 
     def _consume_page(self, stream: _Stream, page: dict) -> bool:
         """Commit one page; return True when more pages follow."""
@@ -221,6 +271,7 @@ class ExtractPass:
                 )
             updates = self._watermark_updates(stream)
         commit_rows(self.conn, sobject, stream.plan.stored, rows, window_of_row=window_of_row, watermark_updates=updates)
+        crash_point("cycle.page_committed")
         self.log.info(
             "Tenant %s, %s: page %d committed, %d/%s records",
             self.tenant, sobject, outcome.pages, stream.received, outcome.total_size,

@@ -77,3 +77,10 @@ def load_describes(
     if stale:
         log.info("Fetched describe for %d sObjects in %d call(s)", len(stale), -(-len(stale) // MAX_COMPOSITE_SUBREQUESTS))
     return results
+
+
+def forget_describe(conn: duckdb.DuckDBPyConnection, sobject: str) -> None:
+    """Drop the cached describe of `sobject`, so the next run fetches it again."""
+    conn.execute(_DDL)
+    conn.execute("DELETE FROM _describe_cache WHERE sobject = ?", [sobject])
+    log.info("Dropped the cached describe of %s; the next run fetches it again", sobject)

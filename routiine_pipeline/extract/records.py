@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -94,3 +96,39 @@ def convert_record(
     if row.get("systemmodstamp") is None:
         raise ValueError(f"{sobject} {record_id}: missing SystemModstamp")
     return row, problems
+
+
+def value_from_csv(spec: FieldSpec, text: str | None) -> Any:
+    """Turn one Bulk API CSV cell into the JSON value REST would send, for `convert_value`.
+
+    CSV has no null, so an empty cell is None (Salesforce stores no empty
+    strings). Booleans arrive as `true`/`false`; every other type keeps its
+    text, which `convert_value` parses as it parses REST strings.
+    """
+    if text is None or text == "":
+        return None
+    if spec.type == "boolean":
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    return text
+
+
+def records_from_csv(csv_text: str, fields: list[FieldSpec]) -> list[dict[str, Any]]:
+    """Parse Bulk API CSV results (header row first) into REST-shaped records keyed by field name."""
+    reader = csv.reader(io.StringIO(csv_text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return []
+    by_header = {spec.name.lower(): spec for spec in fields}
+    columns = [(index, by_header.get(name.lower()), name) for index, name in enumerate(header)]
+    records = []
+    for cells in reader:
+        if not cells:
+            continue
+        record: dict[str, Any] = {}
+        for index, spec, name in columns:
+            text = cells[index] if index < len(cells) else None
+            record[spec.name if spec else name] = value_from_csv(spec, text) if spec else text
+        records.append(record)
+    return records

@@ -48,12 +48,21 @@ class ExtractSettings:
     overlap: timedelta = timedelta(minutes=5)
     lag: timedelta = timedelta(minutes=1)
     window_restarts: int = 2
+    # Seconds before a window's first restart, doubled for each further one.
+    restart_backoff: float = 1.0
+    # Records above which a window is read through a Bulk API 2.0 query job; 0 reads all through REST.
+    bulk_threshold: int = 10_000
 
     def __post_init__(self) -> None:
         if self.overlap < timedelta(minutes=1):
             raise ValueError(f"overlap {self.overlap} is below 1 minute; late commits would be missed")
         if self.lag < timedelta(0):
             raise ValueError(f"lag {self.lag} is negative")
+        if self.window_restarts < 0 or self.restart_backoff < 0 or self.bulk_threshold < 0:
+            raise ValueError(
+                f"window_restarts {self.window_restarts}, restart_backoff {self.restart_backoff} and "
+                f"bulk_threshold {self.bulk_threshold} must not be negative"
+            )
 
 
 @dataclass(frozen=True)

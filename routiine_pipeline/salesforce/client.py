@@ -136,16 +136,26 @@ class SalesforceClient:
         resource = "queryAll" if include_deleted else "query"
         return f"{self.data_path}/{resource}?{urlencode({'q': soql})}"
 
+    def request_json(self, method: str, path: str, *, kind: str, params=None, json=None) -> Any:
+        """Send one call to a resource without a method of its own, such as Bulk API 2.0 jobs."""
+        return self._send(method, path, kind=kind, params=params, json=json)
+
+    def request_text(self, path: str, *, kind: str, params=None) -> tuple[str, dict[str, str]]:
+        """GET a resource that answers in text (Bulk API 2.0 CSV results); return body and headers."""
+        response = self._send("GET", path, kind=kind, params=params, raw=True)
+        # Bulk results are UTF-8, while requests would assume Latin-1 for text/csv without a charset.
+        return response.content.decode("utf-8"), dict(response.headers)
+
     # -- transport ------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, kind: str, params=None, json=None) -> Any:
+    def _send(self, method: str, path: str, *, kind: str, params=None, json=None, raw: bool = False) -> Any:
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             token = self.tokens.access_token()
             try:
-                response = self._request_once(method, path, token, kind, params, json)
+                response = self._request_once(method, path, token, kind, params, json, raw)
             except errors.TransientError as error:
                 if not self.retry.should_retry(attempt):
                     raise error.with_context(tenant=self.tenant)
@@ -162,11 +172,14 @@ class SalesforceClient:
                 log.info("Access token rejected on %s, refreshing once", kind)
                 self.tokens.refresh(token)
                 continue
+            if raw and response.status_code < 400:
+                return response
             return self._decode(response, kind)
 
-    def _request_once(self, method, path, token, kind, params, json) -> requests.Response:
+    def _request_once(self, method, path, token, kind, params, json, raw=False) -> requests.Response:
         url = path if path.startswith("http") else f"{self.instance_url}{path}"
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        accept = "text/csv, application/json" if raw else "application/json"
+        headers = {"Authorization": f"Bearer {token}", "Accept": accept}
         self.guard.before_call(kind)
         try:
             response = self.session.request(

@@ -93,3 +93,7 @@ class BudgetExhaustedError(SalesforceError):
 
 class TotalSizeMismatchError(SalesforceError):
     """The records received for a query differ from its `totalSize`: a page went missing."""
+
+
+class BulkJobError(SalesforceApiError):
+    """A Bulk API 2.0 query job ended Failed or Aborted, or did not finish in time."""

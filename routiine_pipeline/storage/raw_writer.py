@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from routiine_pipeline.extract.crashpoints import crash_point
 from routiine_pipeline.salesforce.schema import FieldSpec
 from routiine_pipeline.storage.raw_tables import (
     column_name,
@@ -103,6 +104,7 @@ def commit_rows(
 
     conn.execute("BEGIN TRANSACTION")
     try:
+        crash_point("commit.begun")
         changed = 0
         if len(frame):
             all_columns = columns + ["_deleted_at", "_extracted_at", "_window"]
@@ -116,8 +118,10 @@ def commit_rows(
             )
             conn.unregister("incoming_rows")
             changed = len(frame)
+            crash_point("commit.rows_written")
         for update in watermark_updates:
             _advance_watermark(conn, sobject, update, now)
+        crash_point("commit.watermarks_written")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -171,3 +175,66 @@ def _advance_watermark(conn, sobject: str, update: WatermarkUpdate, now: datetim
 
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc) if value is not None else None
+
+
+def live_ids(conn: duckdb.DuckDBPyConnection, sobject: str) -> set[str]:
+    """Return the Ids of stored rows that are not tombstones; empty when the table does not exist yet."""
+    table = raw_table_name(sobject)
+    if not _table_exists(conn, table):
+        return set()
+    return {row[0] for row in conn.execute(f"SELECT id FROM {table} WHERE _deleted_at IS NULL").fetchall()}
+
+
+def count_rows_extracted_before(conn: duckdb.DuckDBPyConnection, sobject: str, moment: datetime) -> int:
+    """Count stored rows last written before `moment` (wall-clock time of this process)."""
+    table = raw_table_name(sobject)
+    if not _table_exists(conn, table):
+        return 0
+    return conn.execute(f"SELECT count(*) FROM {table} WHERE _extracted_at < ?", [moment]).fetchone()[0]
+
+
+def tombstone_rows(conn: duckdb.DuckDBPyConnection, sobject: str, deletions: dict[str, datetime]) -> int:
+    """Mark stored rows as deleted at the given times and return how many changed.
+
+    This is for hard deletes, which no query returns any more: the row gets
+    `isdeleted` true, `_deleted_at` the delete time, and a SystemModstamp of at
+    least that time (Salesforce stamps a delete), so an older version read again
+    through a query overlap cannot bring it back. A row already tombstoned, or
+    whose SystemModstamp is newer than the delete (it was undeleted and changed
+    since), is left alone. Ids missing from the table are ignored.
+    """
+    table = raw_table_name(sobject)
+    if not deletions or not _table_exists(conn, table):
+        return 0
+    frame = pd.DataFrame({"id": list(deletions), "deleted_at": list(deletions.values())})
+    frame["deleted_at"] = pd.to_datetime(frame["deleted_at"], utc=True)
+    now = datetime.now(timezone.utc)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.register("hard_deletes", frame)
+        changed = conn.execute(
+            f"""
+            UPDATE {table} SET
+              isdeleted = true,
+              _deleted_at = hard_deletes.deleted_at,
+              systemmodstamp = greatest({table}.systemmodstamp, hard_deletes.deleted_at),
+              _extracted_at = ?
+            FROM hard_deletes
+            WHERE {table}.id = hard_deletes.id
+              AND {table}._deleted_at IS NULL
+              AND {table}.systemmodstamp <= hard_deletes.deleted_at
+            """,
+            [now],
+        ).fetchone()[0]
+        conn.unregister("hard_deletes")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(changed)
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+    )
