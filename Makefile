@@ -35,7 +35,8 @@ browser:
 		apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; fi
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	@# Tests make their own Dagster instances and data folders, never the demo's.
+	env -u DAGSTER_HOME -u ROUTIINE_HOME $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check routiine_pipeline tests bench

@@ -60,13 +60,17 @@ def build_demo_tenant(path: Path) -> duckdb.DuckDBPyConnection:
         table = raw_table_name(sobject)
         columns = {row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()}
         # Formula fields such as Days_Open__c are never extracted, so raw tables lack them.
-        kept = [{k: v for k, v in r.items() if column_name(k) in columns} for r in records]
+        kept = [
+            {k: v for k, v in r.items() if column_name(k) in columns} for r in records
+        ]
         insert_raw(conn, sobject, kept)
     run_models(conn, load_models(), "demo", default_mapping())
     return conn
 
 
-def score_closed_deals(conn: duckdb.DuckDBPyConnection) -> dict[float, list[tuple[int, bool]]]:
+def score_closed_deals(
+    conn: duckdb.DuckDBPyConnection,
+) -> dict[float, list[tuple[int, bool]]]:
     """Score each closed deal at each point of its life.
 
     Returns:
@@ -74,12 +78,16 @@ def score_closed_deals(conn: duckdb.DuckDBPyConnection) -> dict[float, list[tupl
         or created after the rounded scoring time, are left out of it.
     """
     requests: dict[datetime, list[tuple[float, str, bool]]] = defaultdict(list)
-    for deal_id, created_at, won, closed_at in conn.execute(_CLOSED_DEALS_SQL).fetchall():
+    for deal_id, created_at, won, closed_at in conn.execute(
+        _CLOSED_DEALS_SQL
+    ).fetchall():
         if closed_at is None or closed_at <= created_at:
             continue
         for point in POINTS:
             moment = created_at + (closed_at - created_at) * point
-            day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            day = moment.astimezone(UTC).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
             requests[day].append((point, deal_id, won))
     results: dict[float, list[tuple[int, bool]]] = {point: [] for point in POINTS}
     for day in sorted(requests):
@@ -104,13 +112,28 @@ def plot(results: dict[float, list[tuple[int, bool]]], path: Path) -> None:
         centres = [(b.low + b.high) / 2 for b in buckets if b.deals >= 20]
         rate = [b.win_rate for b in buckets if b.deals >= 20]
         auc = roc_auc([s for s, _ in pairs], [w for _, w in pairs])
-        rates.plot(centres, rate, marker="o", label=f"{point:.0%} of life (AUC {auc:.3f})")
-        counts.plot([(b.low + b.high) / 2 for b in buckets], [b.deals for b in buckets],
-                    marker=".", label=f"{point:.0%} of life")
-    rates.set(xlabel="momentum score bucket", ylabel="win rate", xlim=(0, 100), ylim=(0, 1),
-              title="Win rate per 10-point bucket (buckets with 20+ deals)")
-    counts.set(xlabel="momentum score bucket", ylabel="closed deals", xlim=(0, 100),
-               title="Deals per bucket")
+        rates.plot(
+            centres, rate, marker="o", label=f"{point:.0%} of life (AUC {auc:.3f})"
+        )
+        counts.plot(
+            [(b.low + b.high) / 2 for b in buckets],
+            [b.deals for b in buckets],
+            marker=".",
+            label=f"{point:.0%} of life",
+        )
+    rates.set(
+        xlabel="momentum score bucket",
+        ylabel="win rate",
+        xlim=(0, 100),
+        ylim=(0, 1),
+        title="Win rate per 10-point bucket (buckets with 20+ deals)",
+    )
+    counts.set(
+        xlabel="momentum score bucket",
+        ylabel="closed deals",
+        xlim=(0, 100),
+        title="Deals per bucket",
+    )
     rates.legend(fontsize=8)
     counts.legend(fontsize=8)
     rates.grid(alpha=0.3)
@@ -132,15 +155,21 @@ def main() -> None:
     for point, pairs in results.items():
         scores = [s for s, _ in pairs]
         won = [w for _, w in pairs]
-        print(f"\n{point:.0%} of life: {len(pairs)} deals, {sum(won)} won, "
-              f"ROC AUC {roc_auc(scores, won):.3f}")
+        print(
+            f"\n{point:.0%} of life: {len(pairs)} deals, {sum(won)} won, "
+            f"ROC AUC {roc_auc(scores, won):.3f}"
+        )
         print("bucket   deals   won  win rate")
         for bucket in score_buckets(scores, won):
             rate = "" if bucket.win_rate is None else f"{bucket.win_rate:.2f}"
-            print(f"{bucket.low:>3}-{bucket.high:<3} {bucket.deals:>7} {bucket.won:>5}  {rate:>8}")
+            print(
+                f"{bucket.low:>3}-{bucket.high:<3} {bucket.deals:>7} {bucket.won:>5}  {rate:>8}"
+            )
     everything = [pair for pairs in results.values() for pair in pairs]
-    print(f"\nall points: {len(everything)} scores, ROC AUC "
-          f"{roc_auc([s for s, _ in everything], [w for _, w in everything]):.3f}")
+    print(
+        f"\nall points: {len(everything)} scores, ROC AUC "
+        f"{roc_auc([s for s, _ in everything], [w for _, w in everything]):.3f}"
+    )
     plot(results, args.plot)
     print(f"plot written to {args.plot}; {time.perf_counter() - start:.0f} s")
 

@@ -57,31 +57,53 @@ def _org(records: int) -> Org:
         stamp = start + timedelta(seconds=number * 20)
         rows.append(
             {
-                "Id": make_id("Opportunity", number), "Name": f"Deal {number}", "StageName": "Prospecting",
-                "Amount": 1000.0 + number, "CloseDate": date(2024, 6, 30), "IsClosed": False, "IsWon": False,
-                "CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+                "Id": make_id("Opportunity", number),
+                "Name": f"Deal {number}",
+                "StageName": "Prospecting",
+                "Amount": 1000.0 + number,
+                "CloseDate": date(2024, 6, 30),
+                "IsClosed": False,
+                "IsWon": False,
+                "CreatedDate": stamp,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
             }
         )
     org.load({"Opportunity": rows})
     return org
 
 
-def _backfill(org: Org, url: str, database: Path, *, bulk_threshold: int, max_records: int) -> dict:
-    client = SalesforceClient(instance_url=url, tokens=_IssuedTokens(org, "routiine-demo-client"), tenant="bench")
+def _backfill(
+    org: Org, url: str, database: Path, *, bulk_threshold: int, max_records: int
+) -> dict:
+    client = SalesforceClient(
+        instance_url=url,
+        tokens=_IssuedTokens(org, "routiine-demo-client"),
+        tenant="bench",
+    )
     plans = [plan_fields("Opportunity", default_fields("Opportunity"), None)]
     before_total, before_kinds = org.data_api_calls, dict(org.calls)
     started = time.monotonic()
     with open_database(database) as conn:
         extract = ExtractPass(
-            client, conn, tenant="bench", run_start=RUN_START,
+            client,
+            conn,
+            tenant="bench",
+            run_start=RUN_START,
             settings=ExtractSettings(lag=timedelta(0), bulk_threshold=bulk_threshold),
-            bulk=BulkSettings(max_records=max_records, poll=PollPolicy(first_delay=0.0, max_delay=0.0)),
+            bulk=BulkSettings(
+                max_records=max_records, poll=PollPolicy(first_delay=0.0, max_delay=0.0)
+            ),
         )
         outcome = extract.run(plans, [MONTH])["Opportunity"]
         stored = conn.execute("SELECT count(*) FROM raw_opportunity").fetchone()[0]
     if outcome.error:
         raise SystemExit(f"backfill failed: {outcome.error}")
-    kinds = {kind: count - before_kinds.get(kind, 0) for kind, count in org.calls.items() if count != before_kinds.get(kind, 0)}
+    kinds = {
+        kind: count - before_kinds.get(kind, 0)
+        for kind, count in org.calls.items()
+        if count != before_kinds.get(kind, 0)
+    }
     return {
         "read_method": outcome.read_method,
         "api_calls": org.data_api_calls - before_total,
@@ -93,23 +115,46 @@ def _backfill(org: Org, url: str, database: Path, *, bulk_threshold: int, max_re
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=100_000, help="Opportunities in the month (default 100,000)")
-    parser.add_argument("--max-records", type=int, default=BulkSettings().max_records, help="rows per Bulk result chunk")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=100_000,
+        help="Opportunities in the month (default 100,000)",
+    )
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=BulkSettings().max_records,
+        help="rows per Bulk result chunk",
+    )
     args = parser.parse_args()
 
     org = _org(args.records)
     with EmulatorServer(org) as server, tempfile.TemporaryDirectory() as folder:
-        rest = _backfill(org, server.url, Path(folder) / "rest.duckdb", bulk_threshold=0, max_records=args.max_records)
+        rest = _backfill(
+            org,
+            server.url,
+            Path(folder) / "rest.duckdb",
+            bulk_threshold=0,
+            max_records=args.max_records,
+        )
         bulk = _backfill(
-            org, server.url, Path(folder) / "bulk.duckdb",
-            bulk_threshold=ExtractSettings().bulk_threshold, max_records=args.max_records,
+            org,
+            server.url,
+            Path(folder) / "bulk.duckdb",
+            bulk_threshold=ExtractSettings().bulk_threshold,
+            max_records=args.max_records,
         )
     chunks = math.ceil(args.records / args.max_records)
     result = {
         "records": args.records,
         "rest": {**rest, "minimum": math.ceil(args.records / REST_PAGE)},
         # Create, one poll, one call per result chunk; the first REST page that measured the window comes on top.
-        "bulk": {**bulk, "minimum_with_these_chunks": 2 + chunks, "minimum_one_chunk": 3},
+        "bulk": {
+            **bulk,
+            "minimum_with_these_chunks": 2 + chunks,
+            "minimum_one_chunk": 3,
+        },
     }
     print(json.dumps(result, indent=2))
 

@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +66,7 @@ class MemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -241,8 +240,11 @@ def _timed(
     seconds = time.perf_counter() - start
     result = StepResult(step, rows, round(seconds, 2), round(sampler.peak_mib(), 1))
     results.append(result)
-    print(f"{step:<28} {rows if rows is not None else '':>12} {seconds:9.2f} s "
-          f"{result.peak_rss_mib:9.1f} MiB", flush=True)
+    print(
+        f"{step:<28} {rows if rows is not None else '':>12} {seconds:9.2f} s "
+        f"{result.peak_rss_mib:9.1f} MiB",
+        flush=True,
+    )
     return rows
 
 
@@ -263,13 +265,16 @@ def run(opportunities: int, activities: int, path: Path) -> list[StepResult]:
     results: list[StepResult] = []
     conn = duckdb.connect(str(path))
     conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("CREATE MACRO rnd(i, salt) AS (hash(i * 7919 + salt) % 1000000) / 1000000.0")
+    conn.execute(
+        "CREATE MACRO rnd(i, salt) AS (hash(i * 7919 + salt) % 1000000) / 1000000.0"
+    )
     create_raw_tables(conn)
     mapping = default_mapping()
     project = load_models()
     with MemorySampler() as sampler:
         conn.execute(_deal_plan_sql(opportunities))
         for table, sql in _generate_sql(opportunities, tasks, events):
+
             def insert(sql: str = sql, table: str = table) -> int:
                 conn.execute(sql)
                 return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -280,7 +285,9 @@ def run(opportunities: int, activities: int, path: Path) -> list[StepResult]:
         write_mapping_tables(conn, TENANT, mapping)
         for name, model in project.models.items():
             _timed(
-                results, sampler, f"model {name}",
+                results,
+                sampler,
+                f"model {name}",
                 lambda model=model: run_model(conn, model, TENANT, mapping).row_count,
             )
         holder: dict[str, list] = {}
@@ -302,25 +309,52 @@ def run(opportunities: int, activities: int, path: Path) -> list[StepResult]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--opportunities", type=int, default=1_000_000,
-                        help="opportunities to generate (default 1,000,000)")
-    parser.add_argument("--activities", type=int, default=10_000_000,
-                        help="Tasks plus Events to generate (default 10,000,000)")
-    parser.add_argument("--database", type=Path, default=None,
-                        help="DuckDB file to write (default: a file in a temporary folder)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--opportunities",
+        type=int,
+        default=1_000_000,
+        help="opportunities to generate (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--activities",
+        type=int,
+        default=10_000_000,
+        help="Tasks plus Events to generate (default 10,000,000)",
+    )
+    parser.add_argument(
+        "--database",
+        type=Path,
+        default=None,
+        help="DuckDB file to write (default: a file in a temporary folder)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results as JSON here"
+    )
     args = parser.parse_args()
-    database = args.database or Path(tempfile.mkdtemp(prefix="routiine-scale-")) / f"{TENANT}.duckdb"
+    database = (
+        args.database
+        or Path(tempfile.mkdtemp(prefix="routiine-scale-")) / f"{TENANT}.duckdb"
+    )
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; database {database}")
     start = time.perf_counter()
     results = run(args.opportunities, args.activities, database)
     total = time.perf_counter() - start
-    print(f"total {total:.1f} s, process peak (VmHWM) {_status_kib('VmHWM') / 1024:.1f} MiB")
+    print(
+        f"total {total:.1f} s, process peak (VmHWM) {_status_kib('VmHWM') / 1024:.1f} MiB"
+    )
     if args.json:
-        args.json.write_text(json.dumps(
-            {"opportunities": args.opportunities, "activities": args.activities,
-             "total_seconds": round(total, 1), "vm_hwm_mib": round(_status_kib("VmHWM") / 1024, 1),
-             "steps": [asdict(r) for r in results]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "opportunities": args.opportunities,
+                    "activities": args.activities,
+                    "total_seconds": round(total, 1),
+                    "vm_hwm_mib": round(_status_kib("VmHWM") / 1024, 1),
+                    "steps": [asdict(r) for r in results],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

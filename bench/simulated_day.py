@@ -52,8 +52,16 @@ class UsageCurve:
     """
 
     base_per_hour: float = 150.0
-    yesterday_batch: tuple[float, float, float] = (18.0, 24.0, 900.0)  # start hour, end hour, calls per hour
-    today_peak: tuple[float, float, float] = (8.0, 17.0, 942.0)  # start hour, end hour, peak calls per hour
+    yesterday_batch: tuple[float, float, float] = (
+        18.0,
+        24.0,
+        900.0,
+    )  # start hour, end hour, calls per hour
+    today_peak: tuple[float, float, float] = (
+        8.0,
+        17.0,
+        942.0,
+    )  # start hour, end hour, peak calls per hour
 
     def yesterday(self, hour: float) -> float:
         start, end, rate = self.yesterday_batch
@@ -61,7 +69,11 @@ class UsageCurve:
 
     def today(self, hour: float) -> float:
         start, end, peak = self.today_peak
-        bump = peak * math.sin(math.pi * (hour - start) / (end - start)) if start <= hour < end else 0.0
+        bump = (
+            peak * math.sin(math.pi * (hour - start) / (end - start))
+            if start <= hour < end
+            else 0.0
+        )
         return self.base_per_hour + bump
 
 
@@ -95,7 +107,9 @@ class DayResult:
             "pipeline_calls_above_ceiling": self.calls_above_ceiling,
             "pipeline_calls_crossing_ceiling": self.calls_crossing_ceiling,
             "max_org_usage_fraction": round(self.max_org_fraction, 4),
-            "interval_changes": [{"at": at, "mode": mode, "interval_minutes": m} for at, mode, m in modes],
+            "interval_changes": [
+                {"at": at, "mode": mode, "interval_minutes": m} for at, mode, m in modes
+            ],
         }
 
 
@@ -103,19 +117,49 @@ def _seed_org(org) -> None:
     from routiine_pipeline.salesforce.ids import make_id
 
     stamp = DAY_START - timedelta(days=2)
-    accounts = [{"Id": make_id("Account", n), "Name": f"Account {n}", "IsDeleted": False, "CreatedDate": stamp,
-                 "LastModifiedDate": stamp, "SystemModstamp": stamp} for n in range(1, 21)]
-    deals = [{"Id": make_id("Opportunity", n), "Name": f"Deal {n}", "StageName": "Prospecting",
-              "AccountId": make_id("Account", 1 + n % 20), "Amount": 1000.0 * n, "IsClosed": False,
-              "IsWon": False, "IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp,
-              "SystemModstamp": stamp} for n in range(1, 41)]
+    accounts = [
+        {
+            "Id": make_id("Account", n),
+            "Name": f"Account {n}",
+            "IsDeleted": False,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        for n in range(1, 21)
+    ]
+    deals = [
+        {
+            "Id": make_id("Opportunity", n),
+            "Name": f"Deal {n}",
+            "StageName": "Prospecting",
+            "AccountId": make_id("Account", 1 + n % 20),
+            "Amount": 1000.0 * n,
+            "IsClosed": False,
+            "IsWon": False,
+            "IsDeleted": False,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        for n in range(1, 41)
+    ]
     org.load({"Account": accounts, "Opportunity": deals})
 
 
 def _pass(world, run_id: str, policy: BudgetPolicy) -> int:
     """Run one real incremental pass; return the calls it made."""
-    guard = BudgetGuard(world.store, TENANT, policy, run_id=run_id, phase="incremental", clock=world.clock.now)
-    client = SalesforceClient(world.server.url, world.tokens, guard=guard, tenant=TENANT)
+    guard = BudgetGuard(
+        world.store,
+        TENANT,
+        policy,
+        run_id=run_id,
+        phase="incremental",
+        clock=world.clock.now,
+    )
+    client = SalesforceClient(
+        world.server.url, world.tokens, guard=guard, tenant=TENANT
+    )
     try:
         guard.start_run(client)
         world.run_extract(client)
@@ -144,10 +188,17 @@ class _World:
         objects = list(EXTRACT_OBJECTS)
         with open_database(settings.tenant_database_path(TENANT)) as conn:
             describes = load_describes(client, conn, objects, now=now)
-            plans = [plan_fields(s, default_fields(s), describes.get(s)) for s in objects]
+            plans = [
+                plan_fields(s, default_fields(s), describes.get(s)) for s in objects
+            ]
             window = MonthWindow.containing(now)
-            extract = ExtractPass(client, conn, tenant=TENANT, run_start=now,
-                                  settings=ExtractSettings(lag=timedelta(0), restart_backoff=0.0))
+            extract = ExtractPass(
+                client,
+                conn,
+                tenant=TENANT,
+                run_start=now,
+                settings=ExtractSettings(lag=timedelta(0), restart_backoff=0.0),
+            )
             try:
                 extract.run(plans, [window.previous(), window])
             except CycleStoppedError:
@@ -165,7 +216,9 @@ class _Token:
         return self.token
 
 
-def simulate(hours: float = 24.0, *, adaptive: bool = True, curve: UsageCurve | None = None) -> DayResult:
+def simulate(
+    hours: float = 24.0, *, adaptive: bool = True, curve: UsageCurve | None = None
+) -> DayResult:
     """Run the day in a fresh ROUTIINE_HOME and return what happened at each tick."""
     from routiine_pipeline.defs.automation import due_tenants
     from routiine_pipeline.defs.resources import ApiBudget, ControlPlane
@@ -173,12 +226,18 @@ def simulate(hours: float = 24.0, *, adaptive: bool = True, curve: UsageCurve | 
 
     curve = curve or UsageCurve()
     home = tempfile.mkdtemp(prefix="routiine-simday-")
-    saved = {name: os.environ.get(name) for name in ("ROUTIINE_HOME", "ROUTIINE_CONTROL_URL")}
+    saved = {
+        name: os.environ.get(name) for name in ("ROUTIINE_HOME", "ROUTIINE_CONTROL_URL")
+    }
     os.environ["ROUTIINE_HOME"] = home
     os.environ.pop("ROUTIINE_CONTROL_URL", None)
     open_control_store.cache_clear()
     clock = Clock(DAY_START - timedelta(hours=24), frozen=True)
-    org = Org(clock=clock, daily_api_limit=DAILY_LIMIT, access_token_lifetime=timedelta(days=7))
+    org = Org(
+        clock=clock,
+        daily_api_limit=DAILY_LIMIT,
+        access_token_lifetime=timedelta(days=7),
+    )
     _seed_org(org)
     server = EmulatorServer(org).start()
     try:
@@ -189,10 +248,14 @@ def simulate(hours: float = 24.0, *, adaptive: bool = True, curve: UsageCurve | 
         world = _World(org, clock, server, store, _Token(token))
         # Yesterday fills the rolling window, so the day starts at a steady usage.
         while clock.now() < DAY_START:
-            org.add_other_app_usage(round(curve.yesterday(clock.now().hour + clock.now().minute / 60) / 4))
+            org.add_other_app_usage(
+                round(curve.yesterday(clock.now().hour + clock.now().minute / 60) / 4)
+            )
             clock.advance(TICK.total_seconds())
         budget = ApiBudget(control=ControlPlane(), ceiling=CEILING)
-        policy = budget.policy(TENANT) if adaptive else BudgetPolicy(ceiling=1.0, share=1.0)
+        policy = (
+            budget.policy(TENANT) if adaptive else BudgetPolicy(ceiling=1.0, share=1.0)
+        )
         result = DayResult(adaptive)
         deal = 0
         while clock.now() < DAY_START + timedelta(hours=hours):
@@ -209,8 +272,12 @@ def simulate(hours: float = 24.0, *, adaptive: bool = True, curve: UsageCurve | 
                 due = [TENANT]
             calls = _pass(world, f"sim-{now:%H%M}", policy) if due else 0
             mode, minutes = _mode(store) if adaptive else ("fixed", 15)
-            result.ticks.append(TickRecord(now, mode, minutes, bool(due), calls, org.api_usage_used))
-            result.max_org_fraction = max(result.max_org_fraction, org.api_usage_used / DAILY_LIMIT)
+            result.ticks.append(
+                TickRecord(now, mode, minutes, bool(due), calls, org.api_usage_used)
+            )
+            result.max_org_fraction = max(
+                result.max_org_fraction, org.api_usage_used / DAILY_LIMIT
+            )
             clock.advance(TICK.total_seconds() - 60)
         _ceiling_proof(store, result)
         return result
@@ -245,7 +312,9 @@ def _ceiling_proof(store, result: DayResult) -> None:
     """
     column = tables.api_calls.c
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(column.org_used, column.org_max).where(column.tenant_id == TENANT)).all()
+        rows = conn.execute(
+            sa.select(column.org_used, column.org_max).where(column.tenant_id == TENANT)
+        ).all()
     result.pipeline_calls = len(rows)
     for used, maximum in rows:
         if used is None:
@@ -264,22 +333,42 @@ def plot(adaptive: DayResult, fixed: DayResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     hours = [(t.at - DAY_START).total_seconds() / 3600 for t in adaptive.ticks]
-    figure, (usage_axis, interval_axis, calls_axis) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
-    usage_axis.plot(hours, [100 * t.org_used / DAILY_LIMIT for t in adaptive.ticks], label="org usage (adaptive run)")
-    for level, name in ((70, "15-min threshold"), (80, "30-min threshold"), (90, "ceiling")):
+    figure, (usage_axis, interval_axis, calls_axis) = plt.subplots(
+        3, 1, figsize=(10, 9), sharex=True
+    )
+    usage_axis.plot(
+        hours,
+        [100 * t.org_used / DAILY_LIMIT for t in adaptive.ticks],
+        label="org usage (adaptive run)",
+    )
+    for level, name in (
+        (70, "15-min threshold"),
+        (80, "30-min threshold"),
+        (90, "ceiling"),
+    ):
         usage_axis.axhline(level, linestyle="--", linewidth=0.8, color="grey")
         usage_axis.text(0.1, level + 0.5, name, fontsize=8, color="grey")
     usage_axis.set_ylabel("rolling 24 h usage, % of limit")
     usage_axis.legend(loc="upper left")
-    interval_axis.step(hours, [0 if t.mode == "paused" else t.interval_minutes for t in adaptive.ticks], where="post")
+    interval_axis.step(
+        hours,
+        [0 if t.mode == "paused" else t.interval_minutes for t in adaptive.ticks],
+        where="post",
+    )
     interval_axis.set_yticks([0, 15, 30, 60], ["paused", "15", "30", "60"])
     interval_axis.set_ylabel("sync interval, minutes")
-    calls_axis.plot(hours, _cumulative(adaptive), label=f"adaptive: {adaptive.pipeline_calls} calls")
-    calls_axis.plot(hours, _cumulative(fixed), label=f"fixed 15 min: {fixed.pipeline_calls} calls")
+    calls_axis.plot(
+        hours, _cumulative(adaptive), label=f"adaptive: {adaptive.pipeline_calls} calls"
+    )
+    calls_axis.plot(
+        hours, _cumulative(fixed), label=f"fixed 15 min: {fixed.pipeline_calls} calls"
+    )
     calls_axis.set_ylabel("pipeline API calls, cumulative")
     calls_axis.set_xlabel(f"hours since {DAY_START:%Y-%m-%d %H:%M} UTC (emulated)")
     calls_axis.legend(loc="upper left")
-    figure.suptitle(f"Simulated day: {DAILY_LIMIT:,} calls/day org, ceiling {CEILING:.0%}")
+    figure.suptitle(
+        f"Simulated day: {DAILY_LIMIT:,} calls/day org, ceiling {CEILING:.0%}"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -306,10 +395,16 @@ def report_to_dagster(adaptive: DayResult, fixed: DayResult, instance=None) -> d
         "max_org_usage_fraction": round(adaptive.max_org_fraction, 4),
         "plot": dg.MetadataValue.path(str(REPO / "docs" / "budget-simulated-day.png")),
     }
-    instance = instance or dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else instance
+    instance = (
+        instance or dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME")
+        else instance
+    )
     if instance is None:
         instance = dg.DagsterInstance.ephemeral()
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="budget_simulated_day", metadata=metadata))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="budget_simulated_day", metadata=metadata)
+    )
     return metadata
 
 
@@ -321,10 +416,12 @@ def main() -> None:
     report_to_dagster(adaptive, fixed)
     for name, result in (("adaptive", adaptive), ("fixed 15 min", fixed)):
         figures = result.figures()
-        print(f"{name}: {figures['pipeline_api_calls']} API calls in {figures['runs']} runs, "
-              f"{figures['pipeline_calls_crossing_ceiling']} crossed the ceiling, "
-              f"{figures['pipeline_calls_above_ceiling']} answered above it, "
-              f"max org usage {figures['max_org_usage_fraction']:.1%}")
+        print(
+            f"{name}: {figures['pipeline_api_calls']} API calls in {figures['runs']} runs, "
+            f"{figures['pipeline_calls_crossing_ceiling']} crossed the ceiling, "
+            f"{figures['pipeline_calls_above_ceiling']} answered above it, "
+            f"max org usage {figures['max_org_usage_fraction']:.1%}"
+        )
     for change in adaptive.figures()["interval_changes"]:
         print(f"  {change['at']} {change['mode']} ({change['interval_minutes']} min)")
     print(f"plot written to {path}")

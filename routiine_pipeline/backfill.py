@@ -81,7 +81,11 @@ def month_keys(first: str | None, last: str | None, *, now: datetime) -> list[st
     Defaults: the first partition and the month of `now`. Raises BackfillError
     for a malformed month or one outside the month partitions.
     """
-    available = [key for key in month_partitions.get_partition_keys(current_time=now) if key <= _key(now)]
+    available = [
+        key
+        for key in month_partitions.get_partition_keys(current_time=now)
+        if key <= _key(now)
+    ]
     start = _parse_month(first) if first else available[0]
     end = _parse_month(last) if last else available[-1]
     if start > end:
@@ -101,7 +105,9 @@ def materialized_months(instance: dg.DagsterInstance, tenant: str) -> set[str]:
     for key in RAW_ASSET_KEYS.values():
         months = set()
         for partition in instance.get_materialized_partitions(key):
-            keys = tenant_month_partitions.get_partition_key_from_str(partition).keys_by_dimension
+            keys = tenant_month_partitions.get_partition_key_from_str(
+                partition
+            ).keys_by_dimension
             if keys.get("tenant") == tenant:
                 months.add(keys["month"])
         done = months if done is None else done & months
@@ -122,7 +128,9 @@ def backfill_tenant(
     if parallel < 1:
         raise BackfillError(f"--parallel must be at least 1, got {parallel}")
     if not instance.has_dynamic_partition(tenant_partitions.name, tenant):
-        raise BackfillError(f"tenant {tenant} is not a partition of this Dagster instance; add it with `routiine tenants add {tenant}`")
+        raise BackfillError(
+            f"tenant {tenant} is not a partition of this Dagster instance; add it with `routiine tenants add {tenant}`"
+        )
     run_start = run_start or datetime.now(UTC)
     report = BackfillReport(tenant)
     done = set() if full_refresh else materialized_months(instance, tenant)
@@ -131,18 +139,30 @@ def backfill_tenant(
     for month in months:
         if month in done:
             report.months.append(MonthResult(month, "skipped"))
-            progress(f"month {month[:7]} ({position[month]}/{len(months)}): already materialized, skipped")
+            progress(
+                f"month {month[:7]} ({position[month]}/{len(months)}): already materialized, skipped"
+            )
 
     for group in _groups(pending, parallel, run_start):
         shared_calls = 0
         if len(group) > 1:
-            shared_calls, stopped = _read_group(tenant, group, full_refresh=full_refresh, run_start=run_start)
-            progress(f"months {group[0][:7]} to {group[-1][:7]}: read in one pass, {shared_calls} API calls")
+            shared_calls, stopped = _read_group(
+                tenant, group, full_refresh=full_refresh, run_start=run_start
+            )
+            progress(
+                f"months {group[0][:7]} to {group[-1][:7]}: read in one pass, {shared_calls} API calls"
+            )
             if stopped:
                 report.stopped = stopped
                 break
         for month in group:
-            result = _run_month(instance, tenant, month, full_refresh=full_refresh and len(group) == 1, run_start=run_start)
+            result = _run_month(
+                instance,
+                tenant,
+                month,
+                full_refresh=full_refresh and len(group) == 1,
+                run_start=run_start,
+            )
             result.api_calls += shared_calls
             shared_calls = 0
             report.months.append(result)
@@ -157,7 +177,12 @@ def backfill_tenant(
 
 
 def _run_month(
-    instance: dg.DagsterInstance, tenant: str, month: str, *, full_refresh: bool, run_start: datetime
+    instance: dg.DagsterInstance,
+    tenant: str,
+    month: str,
+    *,
+    full_refresh: bool,
+    run_start: datetime,
 ) -> MonthResult:
     result = jobs.run_job(
         instance,
@@ -170,14 +195,36 @@ def _run_month(
     if not result.success:
         message = jobs.failure_message(result)
         status = "stopped" if API_LIMIT_FAILURE in message else "failed"
-        log.error("Tenant %s, month %s: run %s failed: %s", tenant, month, result.run_id, message)
-        return MonthResult(month, status, rows=_stored_rows(tenant, month), run_id=result.run_id, error=message)
+        log.error(
+            "Tenant %s, month %s: run %s failed: %s",
+            tenant,
+            month,
+            result.run_id,
+            message,
+        )
+        return MonthResult(
+            month,
+            status,
+            rows=_stored_rows(tenant, month),
+            run_id=result.run_id,
+            error=message,
+        )
     materializations = result.asset_materializations_for_node("salesforce_raw")
-    calls = materializations[0].metadata["run_api_calls"].value if materializations else 0
-    return MonthResult(month, "extracted", rows=_stored_rows(tenant, month), api_calls=calls, run_id=result.run_id)
+    calls = (
+        materializations[0].metadata["run_api_calls"].value if materializations else 0
+    )
+    return MonthResult(
+        month,
+        "extracted",
+        rows=_stored_rows(tenant, month),
+        api_calls=calls,
+        run_id=result.run_id,
+    )
 
 
-def _read_group(tenant: str, group: list[str], *, full_refresh: bool, run_start: datetime) -> tuple[int, str | None]:
+def _read_group(
+    tenant: str, group: list[str], *, full_refresh: bool, run_start: datetime
+) -> tuple[int, str | None]:
     """Read several closed months in one extract pass; return its API calls and a stop reason."""
     from routiine_pipeline.control.store import load_tenant_mapping
     from routiine_pipeline.definitions import build_resources
@@ -187,18 +234,31 @@ def _read_group(tenant: str, group: list[str], *, full_refresh: bool, run_start:
     from routiine_pipeline.mapping import default_fields
 
     resources = build_resources()
-    client, guard = resources["salesforce"].client(tenant, run_id=None, phase=BACKFILL_PHASE)
+    client, guard = resources["salesforce"].client(
+        tenant, run_id=None, phase=BACKFILL_PHASE
+    )
     sobjects = list(RAW_ASSET_KEYS)
     stopped = None
     with resources["warehouse"].connect(tenant) as conn:
         mapping = load_tenant_mapping(tenant)
         describes = load_describes(client, conn, sobjects)
         plans = [
-            plan_fields(name, mapping.fields.get(name) or default_fields(name), describes.get(name)) for name in sobjects
+            plan_fields(
+                name,
+                mapping.fields.get(name) or default_fields(name),
+                describes.get(name),
+            )
+            for name in sobjects
         ]
-        extract = ExtractPass(client, conn, tenant=tenant, settings=ExtractSettings(), run_start=run_start)
+        extract = ExtractPass(
+            client, conn, tenant=tenant, settings=ExtractSettings(), run_start=run_start
+        )
         try:
-            extract.run(plans, [MonthWindow.from_key(month) for month in group], full_refresh=full_refresh)
+            extract.run(
+                plans,
+                [MonthWindow.from_key(month) for month in group],
+                full_refresh=full_refresh,
+            )
         except CycleStoppedError as error:
             stopped = f"{API_LIMIT_FAILURE} for tenant {tenant}: {error.message}"
     return guard.total_calls, stopped
@@ -234,9 +294,17 @@ def _stored_rows(tenant: str, month: str) -> int:
     if not path.exists():
         return 0
     with open_database(path, read_only=True) as conn:
-        tables = {row[0] for row in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+            ).fetchall()
+        }
         counts = [
-            conn.execute(f"SELECT count(*) FROM {raw_table_name(name)} WHERE _window = ?", [month]).fetchone()[0]
+            conn.execute(
+                f"SELECT count(*) FROM {raw_table_name(name)} WHERE _window = ?",
+                [month],
+            ).fetchone()[0]
             for name in RAW_ASSET_KEYS
             if raw_table_name(name) in tables
         ]
@@ -256,7 +324,9 @@ def _parse_month(text: str) -> str:
     try:
         parsed = datetime.strptime(text, "%Y-%m")
     except ValueError:
-        raise BackfillError(f"invalid month {text!r}; expected YYYY-MM, for example 2025-03") from None
+        raise BackfillError(
+            f"invalid month {text!r}; expected YYYY-MM, for example 2025-03"
+        ) from None
     return parsed.strftime("%Y-%m-01")
 
 

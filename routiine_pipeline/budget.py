@@ -139,17 +139,28 @@ class BudgetGuard:
         with self.store.engine.begin() as conn:
             conn.execute(
                 tables.api_calls.insert().values(
-                    tenant_id=self.tenant, at=now, kind=kind, status=status,
-                    org_used=usage.used if usage else None, org_max=usage.max if usage else None,
-                    run_id=self.run_id, phase=self.phase,
+                    tenant_id=self.tenant,
+                    at=now,
+                    kind=kind,
+                    status=status,
+                    org_used=usage.used if usage else None,
+                    org_max=usage.max if usage else None,
+                    run_id=self.run_id,
+                    phase=self.phase,
                 )
             )
         if status == 403:
             # NOTE: the client passes only the HTTP status here, so any whole-request 403 is
             # treated as REQUEST_LIMIT_EXCEEDED; the hourly probe lifts a pause that had another cause.
             self.limit_hit = True
-            log.error("Tenant %s: HTTP 403 on %s; stopping this run and pausing the tenant", self.tenant, kind)
-            budget_state.pause_for_limit(self.store, self.tenant, at=now, usage=usage, kind=kind)
+            log.error(
+                "Tenant %s: HTTP 403 on %s; stopping this run and pausing the tenant",
+                self.tenant,
+                kind,
+            )
+            budget_state.pause_for_limit(
+                self.store, self.tenant, at=now, usage=usage, kind=kind
+            )
 
     def _exhausted(self, message: str, code: str) -> BudgetExhaustedError:
         return BudgetExhaustedError(message, error_code=code, tenant=self.tenant)
@@ -161,7 +172,9 @@ class BudgetGuard:
         with self.store.engine.connect() as conn:
             return conn.execute(
                 sa.select(sa.func.count()).where(
-                    column.tenant_id == self.tenant, column.at >= since, column.at <= now
+                    column.tenant_id == self.tenant,
+                    column.at >= since,
+                    column.at <= now,
                 )
             ).scalar_one()
 

@@ -55,7 +55,9 @@ class IntervalPolicy:
 
     def threshold(self, mode: str, ceiling: float) -> float:
         """Return the highest projected fraction at which `mode` may run."""
-        return {NORMAL: self.normal_max, PRESSURE: self.pressure_max, HIGH: ceiling}[mode]
+        return {NORMAL: self.normal_max, PRESSURE: self.pressure_max, HIGH: ceiling}[
+            mode
+        ]
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,15 @@ def projected_usage(used: int, calls_per_run: float, interval_minutes: int) -> i
     return round(used + calls_per_run * MINUTES_PER_DAY / interval_minutes)
 
 
-def _fits(mode: str, usage: ApiUsage, calls_per_run: float, policy: IntervalPolicy,
-          ceiling: float, share: float, margin: float) -> bool:
+def _fits(
+    mode: str,
+    usage: ApiUsage,
+    calls_per_run: float,
+    policy: IntervalPolicy,
+    ceiling: float,
+    share: float,
+    margin: float,
+) -> bool:
     minutes = MODE_MINUTES[mode]
     projected = projected_usage(usage.used, calls_per_run, minutes)
     own_calls = calls_per_run * MINUTES_PER_DAY / minutes
@@ -100,10 +109,20 @@ def choose_interval(
     """
     if usage is None or usage.max <= 0:
         return IntervalDecision(
-            current_mode, MODE_MINUTES[current_mode], 0, 0, calls_per_run, 0, "no usage reading yet"
+            current_mode,
+            MODE_MINUTES[current_mode],
+            0,
+            0,
+            calls_per_run,
+            0,
+            "no usage reading yet",
         )
     target = next(
-        (m for m in MODES[:-1] if _fits(m, usage, calls_per_run, policy, ceiling, share, 0.0)),
+        (
+            m
+            for m in MODES[:-1]
+            if _fits(m, usage, calls_per_run, policy, ceiling, share, 0.0)
+        ),
         PAUSED,
     )
     current_rank, target_rank = MODES.index(current_mode), MODES.index(target)
@@ -111,17 +130,26 @@ def choose_interval(
     if target_rank < current_rank:
         # Speed up by one step only, and only with a margin under that step's threshold.
         step = MODES[current_rank - 1]
-        margin_ok = _fits(step, usage, calls_per_run, policy, ceiling, share, policy.hysteresis)
+        margin_ok = _fits(
+            step, usage, calls_per_run, policy, ceiling, share, policy.hysteresis
+        )
         mode = step if margin_ok else current_mode
     minutes = MODE_MINUTES[mode]
     projected = projected_usage(usage.used, calls_per_run, minutes)
     return IntervalDecision(
-        mode, minutes, usage.used, usage.max, calls_per_run, projected,
+        mode,
+        minutes,
+        usage.used,
+        usage.max,
+        calls_per_run,
+        projected,
         _reason(mode, usage, projected, policy, ceiling),
     )
 
 
-def _reason(mode: str, usage: ApiUsage, projected: int, policy: IntervalPolicy, ceiling: float) -> str:
+def _reason(
+    mode: str, usage: ApiUsage, projected: int, policy: IntervalPolicy, ceiling: float
+) -> str:
     figures = (
         f"org API usage {usage.used:,}/{usage.max:,} in the last 24 hours "
         f"({usage.fraction:.0%}), projected {projected:,} ({projected / usage.max:.0%}) "

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ def _configure_environment() -> str:
     os.environ[settings.ALLOW_LOOPBACK_ENV] = "1"
     os.environ[oauth_settings.CLIENT_ID_ENV] = oauth_settings.DEFAULT_CLIENT_ID
     os.environ[oauth_settings.CLIENT_SECRET_ENV] = client_secret
-    os.environ[oauth_settings.REDIRECT_URI_ENV] = f"http://127.0.0.1:{_free_port()}/oauth/callback"
+    os.environ[oauth_settings.REDIRECT_URI_ENV] = (
+        f"http://127.0.0.1:{_free_port()}/oauth/callback"
+    )
     return client_secret
 
 
@@ -76,7 +78,9 @@ def _connect(emulator_url: str, instance: dg.DagsterInstance) -> None:
         response = requests.get(authorize_url, timeout=30)
         response.raise_for_status()
         tenant = callback.wait(timeout=30)
-    _step(f"Tenant {TENANT} connected ({tenant.status}); tokens stored encrypted in the control store")
+    _step(
+        f"Tenant {TENANT} connected ({tenant.status}); tokens stored encrypted in the control store"
+    )
 
 
 def _verify_connection(instance: dg.DagsterInstance) -> None:
@@ -86,12 +90,14 @@ def _verify_connection(instance: dg.DagsterInstance) -> None:
     resources = build_resources()
     client, guard = resources["salesforce"].client(TENANT, run_id=None, phase="connect")
     limits = client.limits()["DailyApiRequests"]
-    _step(f"Org API usage {limits['Max'] - limits['Remaining']}/{limits['Max']} calls in the last 24 hours")
+    _step(
+        f"Org API usage {limits['Max'] - limits['Remaining']}/{limits['Max']} calls in the last 24 hours"
+    )
 
 
 @dataclass
 class DemoResult:
-    """What a demo run leaves for a caller to inspect: the summary and the emulated org."""
+    """Result of a demo run, for a caller to inspect: the summary and the emulated org."""
 
     summary: dict
     org: Any
@@ -101,10 +107,14 @@ class DemoResult:
 def run_demo(summary_json: Path | None = None) -> DemoResult:
     """Run the demo and return its summary (also written to `summary_json` when given)."""
     from routiine_pipeline.emulator import Clock, EmulatorServer, Org
-    from routiine_pipeline.emulator.demo_org import INTEGRATION_USER_ID, apply_demo_changes, build_demo_records
+    from routiine_pipeline.emulator.demo_org import (
+        INTEGRATION_USER_ID,
+        apply_demo_changes,
+        build_demo_records,
+    )
 
     started = time.monotonic()
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     client_secret = _configure_environment()
     instance = dg.DagsterInstance.get()
     _reset_tenant(instance)
@@ -113,21 +123,33 @@ def run_demo(summary_json: Path | None = None) -> DemoResult:
     _step("Building the demo org from the Maven CRM sample data")
     org = Org(clock=clock, integration_user_id=INTEGRATION_USER_ID)
     org.load(build_demo_records(anchor=clock.now()))
-    counts = {sobject: len(org.records(sobject)) for sobject in ("Account", "Contact", "Opportunity", "Task", "Event")}
-    _step("Demo org: " + ", ".join(f"{count:,} {name}" for name, count in counts.items()))
+    counts = {
+        sobject: len(org.records(sobject))
+        for sobject in ("Account", "Contact", "Opportunity", "Task", "Event")
+    }
+    _step(
+        "Demo org: " + ", ".join(f"{count:,} {name}" for name, count in counts.items())
+    )
 
     with EmulatorServer(
-        org, client_id=oauth_settings.DEFAULT_CLIENT_ID, client_secret=client_secret, auto_approve=True
+        org,
+        client_id=oauth_settings.DEFAULT_CLIENT_ID,
+        client_secret=client_secret,
+        auto_approve=True,
     ) as emulator:
         _step(f"Salesforce emulator listening on {emulator.url}")
         _connect(emulator.url, instance)
         _verify_connection(instance)
 
         months = _history_months(clock.now())
-        _step(f"Backfilling {len(months)} months of history ({months[0]} to {months[-1]})")
+        _step(
+            f"Backfilling {len(months)} months of history ({months[0]} to {months[-1]})"
+        )
         for index, month in enumerate(months, start=1):
             result = jobs.run_job(
-                instance, jobs.SYNC_JOB, jobs.month_partition_key(TENANT, month),
+                instance,
+                jobs.SYNC_JOB,
+                jobs.month_partition_key(TENANT, month),
                 tags={"routiine/tenant": TENANT, "routiine/phase": "backfill"},
                 run_config=jobs.extract_run_config(clock.now()),
             )
@@ -150,11 +172,17 @@ def run_demo(summary_json: Path | None = None) -> DemoResult:
         _rebuild_models("incremental", instance, clock.now())
         written["incremental"] = _write_back(instance)
 
-        _step("Quiet cycle (nothing changed since the last one)")
+        _step("Quiet cycle: nothing changed in Salesforce since the last cycle")
         clock.advance(60)
         _incremental(instance, clock, phase="quiet")
         _rebuild_models("quiet", instance, clock.now())
         written["quiet"] = _write_back(instance)
+        if written["quiet"]:
+            print(
+                f"    {written['quiet']} score(s) moved only because time passed (recency and the "
+                "7- and 30-day activity windows); no other value was sent",
+                flush=True,
+            )
 
         emulator_stats = org.stats()
 
@@ -186,9 +214,11 @@ def _incremental(instance: dg.DagsterInstance, clock, *, phase: str) -> None:
     # The run starts two minutes after the emulator's now, so the lag behind
     # the upper bound does not hide the changes just made.
     run_start = clock.now() + timedelta(minutes=2)
-    month = run_start.astimezone(timezone.utc).strftime("%Y-%m-01")
+    month = run_start.astimezone(UTC).strftime("%Y-%m-01")
     jobs.run_job(
-        instance, jobs.SYNC_JOB, jobs.month_partition_key(TENANT, month),
+        instance,
+        jobs.SYNC_JOB,
+        jobs.month_partition_key(TENANT, month),
         tags={"routiine/tenant": TENANT, "routiine/phase": phase},
         run_config=jobs.extract_run_config(run_start),
     )
@@ -197,9 +227,13 @@ def _incremental(instance: dg.DagsterInstance, clock, *, phase: str) -> None:
 def _rebuild_models(phase: str, instance: dg.DagsterInstance, as_of: datetime) -> None:
     """Rebuild the models and scores as of the emulator's time, which runs ahead of the wall clock."""
     jobs.run_job(
-        instance, jobs.MODELS_JOB, TENANT,
+        instance,
+        jobs.MODELS_JOB,
+        TENANT,
         tags={"routiine/tenant": TENANT, "routiine/phase": phase},
-        run_config={"ops": {"momentum_score": {"config": {"as_of": as_of.isoformat()}}}},
+        run_config={
+            "ops": {"momentum_score": {"config": {"as_of": as_of.isoformat()}}}
+        },
     )
     print("    models and momentum scores rebuilt", flush=True)
 
@@ -210,20 +244,32 @@ def _write_back(instance: dg.DagsterInstance) -> int:
 
     cursor_key = "routiine_demo_writeback_cursor"
     cursor = instance.run_storage.get_cursor_values({cursor_key}).get(cursor_key)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=jobs.definitions())
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=jobs.definitions()
+    )
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         evaluation = writeback_sensor.evaluate_tick(context)
     if evaluation.cursor:
         instance.run_storage.set_cursor_values({cursor_key: evaluation.cursor})
     written = 0
     for request in evaluation.run_requests or []:
-        result = jobs.run_job(instance, jobs.WRITEBACK_JOB, request.partition_key, tags=dict(request.tags))
-        materialization = result.asset_materializations_for_node("opportunity_writeback")[0]
+        result = jobs.run_job(
+            instance, jobs.WRITEBACK_JOB, request.partition_key, tags=dict(request.tags)
+        )
+        materialization = result.asset_materializations_for_node(
+            "opportunity_writeback"
+        )[0]
         written += materialization.metadata["succeeded"].value
     if not evaluation.run_requests:
-        print(f"    write-back sensor: {evaluation.skip_message or 'nothing to do'}", flush=True)
+        print(
+            f"    write-back sensor: {evaluation.skip_message or 'nothing to do'}",
+            flush=True,
+        )
     else:
-        print(f"    write-back sensor requested {len(evaluation.run_requests)} run(s): {written} records written", flush=True)
+        print(
+            f"    write-back sensor requested {len(evaluation.run_requests)} run(s): {written} records written",
+            flush=True,
+        )
     return written
 
 
@@ -241,10 +287,14 @@ def _describe_changes(changes: dict) -> None:
     calls = sum(1 for task in tasks if task.get("Type") == "Call")
     lines = [
         f"{len(changes.get('advanced', []))} open deals moved forward one stage",
-        f"1 deal closed won ({changes['closed_won']['Id']})" if changes.get("closed_won") else None,
+        f"1 deal closed won ({changes['closed_won']['Id']})"
+        if changes.get("closed_won")
+        else None,
         f"{calls} calls and {len(tasks) - calls} emails logged",
         f"{len(changes.get('events', []))} meeting booked",
-        f"1 deal deleted ({changes['deleted']['Id']})" if changes.get("deleted") else None,
+        f"1 deal deleted ({changes['deleted']['Id']})"
+        if changes.get("deleted")
+        else None,
     ]
     for line in filter(None, lines):
         print(f"    {line}", flush=True)

@@ -30,13 +30,23 @@ def definitions() -> dg.Definitions:
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """Join the descriptions of the run's failed steps, or their error messages."""
+    """Join the descriptions of the run's failed steps, or the root cause of their errors.
+
+    Dagster wraps an exception raised in an op in "Error occurred while
+    executing op ...", so the innermost cause is the message a user can act on.
+    """
     messages = []
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data is not None:
-            error = event.step_failure_data.error
-            user = event.step_failure_data.user_failure_data
-            messages.append(user.description if user and user.description else (error.message if error else event.message))
+        if not event.is_step_failure or event.step_failure_data is None:
+            continue
+        user = event.step_failure_data.user_failure_data
+        if user and user.description:
+            messages.append(user.description)
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        messages.append(error.message.strip() if error else event.message)
     return "; ".join(filter(None, messages)) or "run failed"
 
 
@@ -52,16 +62,27 @@ def run_job(
 ) -> dg.ExecuteInProcessResult:
     job = definitions().resolve_job_def(job_name)
     # The console shows warnings and errors only; every event still lands in the instance.
-    config = {"loggers": {"console": {"config": {"log_level": console_level}}}, **(run_config or {})}
+    config = {
+        "loggers": {"console": {"config": {"log_level": console_level}}},
+        **(run_config or {}),
+    }
     result = job.execute_in_process(
-        instance=instance, partition_key=partition_key, tags=tags, run_config=config, raise_on_error=False
+        instance=instance,
+        partition_key=partition_key,
+        tags=tags,
+        run_config=config,
+        raise_on_error=False,
     )
     if raise_on_failure and not result.success:
-        raise RunFailedError(f"{job_name} for partition {partition_key} failed: {failure_message(result)}")
+        raise RunFailedError(
+            f"{job_name} for partition {partition_key} failed: {failure_message(result)}"
+        )
     return result
 
 
-def extract_run_config(run_start: datetime | None = None, *, full_refresh: bool = False) -> dict:
+def extract_run_config(
+    run_start: datetime | None = None, *, full_refresh: bool = False
+) -> dict:
     config: dict = {"full_refresh": full_refresh}
     if run_start is not None:
         config["run_start"] = run_start.isoformat()

@@ -105,7 +105,10 @@ def _raw_sources(
         }
         if sobject == "Opportunity":
             for standard, tenant_column in renamed.items():
-                fields[standard] = (tenant_column, custom.get(tenant_column, tenant_column))
+                fields[standard] = (
+                    tenant_column,
+                    custom.get(tenant_column, tenant_column),
+                )
         tables[raw_table_name(sobject)] = (sobject, fields)
     return tables
 
@@ -184,14 +187,20 @@ def resolve_column(graph: LineageGraph, reference: str) -> str:
         )
     if table not in graph.columns:
         matches = difflib.get_close_matches(table, graph.columns, n=5, cutoff=0.5)
-        hint = f"close matches: {', '.join(matches)}" if matches else (
-            f"known models: {', '.join(sorted(graph.columns))}"
+        hint = (
+            f"close matches: {', '.join(matches)}"
+            if matches
+            else (f"known models: {', '.join(sorted(graph.columns))}")
         )
         raise LineageError(f"unknown model {table!r}; {hint}")
     if column not in graph.columns[table]:
-        matches = difflib.get_close_matches(column, graph.columns[table], n=5, cutoff=0.5)
-        hint = f"close matches: {', '.join(matches)}" if matches else (
-            f"its columns: {', '.join(graph.columns[table])}"
+        matches = difflib.get_close_matches(
+            column, graph.columns[table], n=5, cutoff=0.5
+        )
+        hint = (
+            f"close matches: {', '.join(matches)}"
+            if matches
+            else (f"its columns: {', '.join(graph.columns[table])}")
         )
         raise LineageError(f"model {table} has no column {column!r}; {hint}")
     return reference

@@ -45,7 +45,7 @@ RECORD_TYPE_FIELD = "RecordTypeId"
 
 @dataclass(frozen=True)
 class StageCategory:
-    """What one StageName value means: open, won or lost, and its place in the sales process."""
+    """Meaning of one StageName value: open, won or lost, and its place in the sales process."""
 
     category: str
     order: int
@@ -85,19 +85,23 @@ class TenantMapping:
         return self.deal_sources.get(column, DEAL_SOURCE_DEFAULTS[column])
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "TenantMapping":
+    def from_dict(cls, raw: dict) -> TenantMapping:
         default = default_mapping()
         return cls(
             fields={k: list(v) for k, v in raw.get("fields", default.fields).items()},
             stages={
                 name: StageCategory(**value)
-                for name, value in raw.get("stages", default.to_dict()["stages"]).items()
+                for name, value in raw.get(
+                    "stages", default.to_dict()["stages"]
+                ).items()
             },
             stage_aliases=dict(raw.get("stage_aliases", {})),
             task_kinds=dict(raw.get("task_kinds", default.task_kinds)),
             event_kind=raw.get("event_kind", default.event_kind),
             fallback_stage_category=StageCategory(
-                **raw.get("fallback_stage_category", asdict(default.fallback_stage_category))
+                **raw.get(
+                    "fallback_stage_category", asdict(default.fallback_stage_category)
+                )
             ),
             deal_sources=dict(raw.get("deal_sources", {})),
             record_types=list(raw.get("record_types", [])),

@@ -42,7 +42,9 @@ def check_redirect_uri(uri: str) -> str:
         parts = urlsplit(uri)
         _ = parts.port  # urlsplit parses the port lazily and raises ValueError here when it is invalid
     except ValueError:
-        raise OAuthConfigError(f"{REDIRECT_URI_ENV}={uri!r} is not a valid URL") from None
+        raise OAuthConfigError(
+            f"{REDIRECT_URI_ENV}={uri!r} is not a valid URL"
+        ) from None
     host = parts.hostname or ""
     if parts.scheme == "https" and host and not parts.username:
         return uri
@@ -64,5 +66,7 @@ def oauth_app() -> OAuthApp:
         )
     identifier = client_id()
     if not identifier.strip():
-        raise OAuthConfigError(f"{CLIENT_ID_ENV} is empty: export the consumer key of the connected app")
+        raise OAuthConfigError(
+            f"{CLIENT_ID_ENV} is empty: export the consumer key of the connected app"
+        )
     return OAuthApp(identifier, secret, check_redirect_uri(redirect_uri()))

@@ -33,7 +33,9 @@ def tenant_database_path(tenant: str) -> Path:
 
 def control_store_url() -> str:
     """Return the SQLAlchemy URL of the control store (SQLite under the home folder by default)."""
-    return os.environ.get(CONTROL_URL_ENV) or f"sqlite:///{routiine_home() / 'control.db'}"
+    return (
+        os.environ.get(CONTROL_URL_ENV) or f"sqlite:///{routiine_home() / 'control.db'}"
+    )
 
 
 def history_start() -> str:

@@ -29,7 +29,12 @@ def build_summary(
     calls = store.calls_by_phase(tenant, since=since)
     usage = store.latest_usage(tenant)
     with open_database(settings.tenant_database_path(tenant), read_only=True) as conn:
-        tables = {row[0] for row in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+            ).fetchall()
+        }
         rows = {}
         for name in sorted(tables):
             if name.startswith("raw_"):
@@ -38,7 +43,9 @@ def build_summary(
                 ).fetchone()
                 rows[name] = {"rows": live, "tombstones": deleted}
             elif name in MODEL_TABLES:
-                rows[name] = {"rows": conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]}
+                rows[name] = {
+                    "rows": conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                }
         watermarks = {
             sobject: mark.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             for sobject, mark in conn.execute(
@@ -48,7 +55,7 @@ def build_summary(
         }
         top = conn.execute(
             """
-            SELECT d.deal_id, d.name, d.stage_name, d.amount, m.score, m.top_factors, m.recommended_action
+            SELECT d.deal_id, d.name, d.stage_name, d.amount, m.score, m.top_factors, m.next_best_action
             FROM momentum_score AS m JOIN deal AS d USING (deal_id)
             WHERE m.score IS NOT NULL
             ORDER BY m.score DESC, d.amount DESC NULLS LAST, d.deal_id
@@ -75,13 +82,15 @@ def build_summary(
                 "amount": amount,
                 "score": score,
                 "top_factors": _as_list(factors),
-                "recommended_action": action,
+                "next_best_action": action,
             }
             for deal_id, name, stage, amount, score, factors, action in top
         ],
         "scores_written_back": written,
         "changes_applied": changes,
-        "dagster_home": str(instance.root_directory) if instance.root_directory else None,
+        "dagster_home": str(instance.root_directory)
+        if instance.root_directory
+        else None,
     }
 
 
@@ -99,10 +108,16 @@ def _as_list(factors) -> list[str]:
 
 def render(summary: dict) -> str:
     """Format the summary as the text block the demo prints."""
-    lines = ["", f"Summary for tenant {summary['tenant']} ({summary['elapsed_seconds']} s)", ""]
+    lines = [
+        "",
+        f"Summary for tenant {summary['tenant']} ({summary['elapsed_seconds']} s)",
+        "",
+    ]
     lines.append("Rows per table:")
     for table, counts in summary["rows"].items():
-        extra = f" (+{counts['tombstones']} deleted)" if counts.get("tombstones") else ""
+        extra = (
+            f" (+{counts['tombstones']} deleted)" if counts.get("tombstones") else ""
+        )
         lines.append(f"  {table:<26} {counts['rows']:>8,}{extra}")
     lines.append("")
     lines.append("Watermarks (newest SystemModstamp committed):")
@@ -111,7 +126,11 @@ def render(summary: dict) -> str:
     calls = summary["api_calls"]
     lines.append("")
     usage = calls["org_usage"]
-    limit = f" of a daily limit of {usage['max']:,} (org usage now {usage['used']:,})" if usage else ""
+    limit = (
+        f" of a daily limit of {usage['max']:,} (org usage now {usage['used']:,})"
+        if usage
+        else ""
+    )
     lines.append(f"API calls spent: {calls['total_counted_by_budget']}{limit}")
     for phase, count in calls["by_phase"].items():
         lines.append(f"  {phase:<12} {count}")
@@ -119,12 +138,21 @@ def render(summary: dict) -> str:
     lines.append("")
     lines.append("Top deals by momentum:")
     for deal in summary["top_deals"]:
-        amount = f"{deal['amount']:,.0f}" if deal["amount"] is not None else "no amount"
-        lines.append(f"  {deal['score']:>3}  {deal['name']} ({deal['stage']}, {amount})")
+        amount = (
+            f"amount {deal['amount']:,.0f}"
+            if deal["amount"] is not None
+            else "no amount"
+        )
+        lines.append(
+            f"  {deal['score']:>3}  {deal['name']} ({deal['stage']}, {amount})"
+        )
         for factor in deal["top_factors"][:3]:
             lines.append(f"         - {factor}")
-        lines.append(f"         next: {deal['recommended_action']}")
+        lines.append(f"         next: {deal['next_best_action']}")
     lines.append("")
     written = summary["scores_written_back"]
-    lines.append("Scores written back: " + ", ".join(f"{phase} {count}" for phase, count in written.items()))
+    lines.append(
+        "Scores written back: "
+        + ", ".join(f"{phase} {count}" for phase, count in written.items())
+    )
     return "\n".join(lines)

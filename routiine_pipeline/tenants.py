@@ -41,7 +41,10 @@ def control_store() -> ControlStore:
 def connector() -> TenantConnector:
     vault = TokenVault(load_keys(settings.routiine_home()))
     return TenantConnector(
-        control_store(), vault, oauth_settings.oauth_app(), allow_loopback=settings.loopback_allowed()
+        control_store(),
+        vault,
+        oauth_settings.oauth_app(),
+        allow_loopback=settings.loopback_allowed(),
     )
 
 
@@ -56,7 +59,9 @@ def add_tenant(
     """Register a tenant and its Dagster partition; `login` overrides the host (emulator only)."""
     check_tenant_id(tenant_id)
     if org_type not in ORG_TYPES:
-        raise ValueError(f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}")
+        raise ValueError(
+            f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}"
+        )
     if my_domain and org_type != "my_domain":
         raise ValueError(
             f"a My Domain ({my_domain!r}) was given for org type {org_type!r}: use org type my_domain, "
@@ -70,7 +75,9 @@ def add_tenant(
         host = check_salesforce_url(login, allow_loopback=settings.loopback_allowed())
     elif org_type != "my_domain":
         host = login_url(org_type)
-    tenant = control_store().add_tenant(tenant_id, org_type=org_type, login_url=host, my_domain=domain)
+    tenant = control_store().add_tenant(
+        tenant_id, org_type=org_type, login_url=host, my_domain=domain
+    )
     instance.add_dynamic_partitions(tenant_partitions.name, [tenant_id])
     log.info("Added tenant %s (%s, login %s)", tenant_id, org_type, host)
     return tenant
@@ -88,11 +95,19 @@ def remove_tenant(instance: dg.DagsterInstance, tenant_id: str) -> bool:
     try:
         revoked = connector().revoke(tenant_id)
     except Exception as error:  # noqa: BLE001 - removal goes on; the operator is told
-        log.warning("Tenant %s: token revocation failed (%s); revoke the app's access in Salesforce Setup", tenant_id, type(error).__name__)
+        log.warning(
+            "Tenant %s: token revocation failed (%s); revoke the app's access in Salesforce Setup",
+            tenant_id,
+            type(error).__name__,
+        )
     store.remove_tenant(tenant_id)
     if instance.has_dynamic_partition(tenant_partitions.name, tenant_id):
         instance.delete_dynamic_partition(tenant_partitions.name, tenant_id)
-    log.info("Removed tenant %s; its data file stays at %s", tenant_id, settings.tenant_database_path(tenant_id))
+    log.info(
+        "Removed tenant %s; its data file stays at %s",
+        tenant_id,
+        settings.tenant_database_path(tenant_id),
+    )
     return revoked
 
 
@@ -112,13 +127,16 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         else:
             try:
                 self.server.outcome = self.server.connector.complete(
-                    state=params.get("state", ""), code=params.get("code", ""), tenant_id=self.server.tenant_id
+                    state=params.get("state", ""),
+                    code=params.get("code", ""),
+                    tenant_id=self.server.tenant_id,
                 )
             except ConnectError as error:
                 self.server.outcome = error
         ok = isinstance(self.server.outcome, Tenant)
         body = (
-            "<h1>Connected</h1><p>You can close this window.</p>" if ok
+            "<h1>Connected</h1><p>You can close this window.</p>"
+            if ok
             else f"<h1>Connection failed</h1><p>{html.escape(str(self.server.outcome))}</p>"
         ).encode()
         self.send_response(200 if ok else 400)
@@ -136,7 +154,13 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
 
 class _CallbackServer(ThreadingHTTPServer):
-    def __init__(self, address, connector: TenantConnector, callback_path: str, tenant_id: str | None) -> None:
+    def __init__(
+        self,
+        address,
+        connector: TenantConnector,
+        callback_path: str,
+        tenant_id: str | None,
+    ) -> None:
         super().__init__(address, _CallbackHandler)
         self.connector = connector
         self.tenant_id = tenant_id
@@ -151,7 +175,9 @@ class LoopbackCallback:
     With `tenant_id` set, a callback whose state belongs to another tenant is rejected.
     """
 
-    def __init__(self, connector: TenantConnector, tenant_id: str | None = None) -> None:
+    def __init__(
+        self, connector: TenantConnector, tenant_id: str | None = None
+    ) -> None:
         parts = urlsplit(connector.app.redirect_uri)
         if parts.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError(
@@ -159,7 +185,9 @@ class LoopbackCallback:
                 "`routiine tenants connect` can only receive callbacks on 127.0.0.1"
             )
         try:
-            self.server = _CallbackServer(("127.0.0.1", parts.port or 80), connector, parts.path or "/", tenant_id)
+            self.server = _CallbackServer(
+                ("127.0.0.1", parts.port or 80), connector, parts.path or "/", tenant_id
+            )
         except OSError as error:
             raise ConnectError(
                 f"cannot listen on 127.0.0.1:{parts.port or 80} for the OAuth callback ({error.strerror}); "
@@ -178,7 +206,9 @@ class LoopbackCallback:
 
     def wait(self, timeout: float) -> Tenant:
         if not self.server.done.wait(timeout):
-            raise ConnectError(f"no OAuth callback within {timeout:.0f} seconds; run the connect command again")
+            raise ConnectError(
+                f"no OAuth callback within {timeout:.0f} seconds; run the connect command again"
+            )
         if isinstance(self.server.outcome, Exception):
             raise self.server.outcome
         return self.server.outcome

@@ -8,7 +8,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-POSTGRES_URL = os.environ.get("ROUTIINE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "ROUTIINE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture
@@ -36,7 +38,10 @@ def postgres_url():
     except sa.exc.OperationalError as error:
         message = f"PostgreSQL is not reachable at {POSTGRES_URL}: {error.orig}"
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: start it with pg_ctlcluster before running the tests)")
+            pytest.fail(
+                message
+                + " (CI=true: start it with pg_ctlcluster before running the tests)"
+            )
         pytest.skip(message)
     schema = f"routiine_test_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:

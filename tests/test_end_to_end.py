@@ -32,7 +32,9 @@ def demo_run(tmp_path_factory):
     dagster_home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     saved = dict(os.environ)
-    os.environ.update({"DAGSTER_HOME": str(dagster_home), "ROUTIINE_HOME": str(root / "home")})
+    os.environ.update(
+        {"DAGSTER_HOME": str(dagster_home), "ROUTIINE_HOME": str(root / "home")}
+    )
     os.environ.pop("ROUTIINE_CONTROL_URL", None)
     os.environ.pop("ROUTIINE_VAULT_KEYS", None)
     from routiine_pipeline.control.store import open_control_store
@@ -93,8 +95,12 @@ def test_deleted_opportunity_gone_from_models(demo_run):
     result, _, _ = demo_run
     deleted_id = result.changes["deleted"]["Id"]
     assert _query(f"SELECT count(*) FROM deal WHERE deal_id = '{deleted_id}'") == [(0,)]
-    assert _query(f"SELECT count(*) FROM momentum_score WHERE deal_id = '{deleted_id}'") == [(0,)]
-    assert _query(f"SELECT _deleted_at IS NOT NULL FROM raw_opportunity WHERE id = '{deleted_id}'") == [(True,)]
+    assert _query(
+        f"SELECT count(*) FROM momentum_score WHERE deal_id = '{deleted_id}'"
+    ) == [(0,)]
+    assert _query(
+        f"SELECT _deleted_at IS NOT NULL FROM raw_opportunity WHERE id = '{deleted_id}'"
+    ) == [(True,)]
     sent_after_delete = {
         record["id"]
         for entry in result.org.write_log
@@ -106,7 +112,9 @@ def test_deleted_opportunity_gone_from_models(demo_run):
 
 def test_written_values_present_in_salesforce(demo_run):
     result, _, _ = demo_run
-    state = _query("SELECT record_id, momentum_score__c, next_best_action__c FROM writeback_state")
+    state = _query(
+        "SELECT record_id, momentum_score__c, next_best_action__c FROM writeback_state"
+    )
     assert len(state) == result.summary["scores_written_back"]["initial"]
     for record_id, score, action in state:
         record = result.org.get("Opportunity", record_id)
@@ -123,12 +131,12 @@ def test_unchanged_scores_not_sent(demo_run):
         _query(
             """
             SELECT phase, count(*) FROM (
-              SELECT deal_id, score, recommended_action, computed_at,
-                     lag(score) OVER w AS previous_score, lag(recommended_action) OVER w AS previous_action,
+              SELECT deal_id, score, next_best_action, computed_at,
+                     lag(score) OVER w AS previous_score, lag(next_best_action) OVER w AS previous_action,
                      dense_rank() OVER (ORDER BY computed_at) AS phase
               FROM momentum_score_history WINDOW w AS (PARTITION BY deal_id ORDER BY computed_at)
             ) WHERE phase > 1 AND (previous_score IS NULL OR score <> previous_score
-                                   OR recommended_action <> previous_action)
+                                   OR next_best_action <> previous_action)
             GROUP BY phase
             """
         )
@@ -146,7 +154,12 @@ def test_only_routiine_fields_written(demo_run):
     for entry in result.org.write_log:
         assert entry["body"]["allOrNone"] is False
         for record in entry["body"]["records"]:
-            assert set(record) == {"attributes", "id", "Momentum_Score__c", "Next_Best_Action__c"}
+            assert set(record) == {
+                "attributes",
+                "id",
+                "Momentum_Score__c",
+                "Next_Best_Action__c",
+            }
             assert record["attributes"] == {"type": "Opportunity"}
 
 
@@ -162,9 +175,23 @@ def test_api_calls_agree_with_emulator(demo_run):
 def test_summary_json_has_every_section(demo_run):
     _, root, _ = demo_run
     summary = json.loads((root / "summary.json").read_text())
-    assert set(summary["api_calls"]["by_phase"]) == {"connect", "backfill", "writeback", "incremental", "quiet"}
+    assert set(summary["api_calls"]["by_phase"]) == {
+        "connect",
+        "backfill",
+        "writeback",
+        "incremental",
+        "quiet",
+    }
     assert summary["rows"]["deal"]["rows"] == 8_799
-    assert set(summary["watermarks"]) == {"Account", "Contact", "Event", "Opportunity", "OpportunityHistory", "Task", "User"}
+    assert set(summary["watermarks"]) == {
+        "Account",
+        "Contact",
+        "Event",
+        "Opportunity",
+        "OpportunityHistory",
+        "Task",
+        "User",
+    }
     assert len(summary["top_deals"]) == 5
     assert all(0 <= deal["score"] <= 100 for deal in summary["top_deals"])
 
@@ -172,9 +199,15 @@ def test_summary_json_has_every_section(demo_run):
 def test_runs_recorded_in_instance(demo_run):
     instance = dg.DagsterInstance.from_config(str(demo_run[1] / "dagster_home"))
     runs = instance.get_runs()
-    assert {run.job_name for run in runs} == {"tenant_sync_job", "tenant_models_job", "opportunity_writeback_job"}
+    assert {run.job_name for run in runs} == {
+        "tenant_sync_job",
+        "tenant_models_job",
+        "opportunity_writeback_job",
+    }
     assert all(run.is_success for run in runs)
-    materialized = instance.get_materialized_partitions(dg.AssetKey(["raw", "opportunity"]))
+    materialized = instance.get_materialized_partitions(
+        dg.AssetKey(["raw", "opportunity"])
+    )
     assert any(key.endswith("|demo") for key in materialized)
 
 
@@ -186,9 +219,15 @@ def test_no_secret_in_logs_or_files(demo_run):
     assert len(result.org.tokens._refresh) >= 1
     # The demo's client secret stays in the environment while the module's fixture is open.
     client_secret = os.environ["ROUTIINE_SF_CLIENT_SECRET"]
-    vault_keys = [line.split(":", 1)[1] for line in (home / "vault.keys").read_text().split()]
+    vault_keys = [
+        line.split(":", 1)[1] for line in (home / "vault.keys").read_text().split()
+    ]
     assert len(vault_keys) == 1
-    secrets = {"token": tokens, "client secret": {client_secret}, "vault key": set(vault_keys)}
+    secrets = {
+        "token": tokens,
+        "client secret": {client_secret},
+        "vault key": set(vault_keys),
+    }
 
     sources = {"summary.json": (root / "summary.json").read_text()}
     for index, record in enumerate(records):
@@ -219,7 +258,17 @@ def test_no_secret_in_logs_or_files(demo_run):
 def test_definitions_validate():
     env = {**os.environ, "ROUTIINE_SF_CLIENT_SECRET": "validate-only"}
     completed = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr

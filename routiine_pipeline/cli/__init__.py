@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="routiine",
         description="Routiine: deal intelligence beside Salesforce, run by Dagster.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)

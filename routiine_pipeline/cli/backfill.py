@@ -18,7 +18,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     months = month_keys(args.from_month, args.to_month, now=now)
     mode = "full refresh" if args.full_refresh else "skipping materialized months"
-    print(f"Backfilling tenant {args.tenant}: {len(months)} months, {months[0][:7]} to {months[-1][:7]} ({mode})", flush=True)
+    print(
+        f"Backfilling tenant {args.tenant}: {len(months)} months, {months[0][:7]} to {months[-1][:7]} ({mode})",
+        flush=True,
+    )
     report = backfill_tenant(
         instance,
         args.tenant,
@@ -54,9 +57,21 @@ def register(commands: argparse._SubParsersAction) -> None:
             "command resumes a backfill that crashed or stopped at the API limit."
         ),
     )
-    backfill.add_argument("tenant", help="tenant id, as given to `routiine tenants add`")
-    backfill.add_argument("--from", dest="from_month", metavar="YYYY-MM", help="first month (default: the first partition)")
-    backfill.add_argument("--to", dest="to_month", metavar="YYYY-MM", help="last month (default: the current month)")
+    backfill.add_argument(
+        "tenant", help="tenant id, as given to `routiine tenants add`"
+    )
+    backfill.add_argument(
+        "--from",
+        dest="from_month",
+        metavar="YYYY-MM",
+        help="first month (default: the first partition)",
+    )
+    backfill.add_argument(
+        "--to",
+        dest="to_month",
+        metavar="YYYY-MM",
+        help="last month (default: the current month)",
+    )
     backfill.add_argument(
         "--full-refresh",
         action="store_true",

@@ -23,14 +23,27 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="run the whole pipeline on the bundled demo org")
-    demo.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline on the bundled demo org"
+    )
+    demo.add_argument(
+        "--summary-json", type=Path, help="also write the summary as JSON to this file"
+    )
     demo.set_defaults(handler=cmd_demo)
 
-    emulator = commands.add_parser("emulator", help="serve the Salesforce emulator on loopback")
-    emulator.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 picks a free one)")
+    emulator = commands.add_parser(
+        "emulator", help="serve the Salesforce emulator on loopback"
+    )
+    emulator.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="TCP port on 127.0.0.1 (0 picks a free one)",
+    )
     emulator.add_argument("--demo", action="store_true", help="load the demo org")
     emulator.add_argument(
-        "--auto-approve", action="store_true", help="approve OAuth requests without the approval page"
+        "--auto-approve",
+        action="store_true",
+        help="approve OAuth requests without the approval page",
     )
     emulator.set_defaults(handler=cmd_emulator)

@@ -12,7 +12,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     report = rotate_keys(control_store(), settings.routiine_home())
     print(f"Current vault key: {report.current_key_id} (from the {report.key_source})")
-    print(f"Re-encrypted: {report.tenants} tenants, {report.tokens} tokens, {report.states} pending OAuth states")
+    print(
+        f"Re-encrypted: {report.tenants} tenants, {report.tokens} tokens, {report.states} pending OAuth states"
+    )
     print(f"Deleted used or expired OAuth states: {report.states_deleted}")
     if report.skipped_tenants:
         print(
@@ -21,7 +23,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
             + ". Run the rotation again."
         )
     if report.keys_removed:
-        print("Removed keys no ciphertext uses any more: " + ", ".join(report.keys_removed))
+        print(
+            "Removed keys no ciphertext uses any more: "
+            + ", ".join(report.keys_removed)
+        )
     if report.keys_unused:
         print(
             "No ciphertext uses these keys any more; remove them from ROUTIINE_VAULT_KEYS: "
@@ -32,9 +37,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    keys = commands.add_parser("keys", help="manage the vault keys that encrypt stored tokens").add_subparsers(
-        dest="keys_command", required=True
-    )
+    keys = commands.add_parser(
+        "keys", help="manage the vault keys that encrypt stored tokens"
+    ).add_subparsers(dest="keys_command", required=True)
     rotate = keys.add_parser(
         "rotate",
         help="make a new key current (generated, or the first of ROUTIINE_VAULT_KEYS), re-encrypt every "

@@ -66,8 +66,10 @@ def check_against_describe(tenant: str, mapping: TenantMapping) -> list[str]:
 def _save(args: argparse.Namespace, mapping: TenantMapping) -> int:
     warnings: list[str] = []
     if args.no_validate:
-        print(f"warning: tenant {args.tenant}: mapping saved without checking it against describe",
-              file=sys.stderr)
+        print(
+            f"warning: tenant {args.tenant}: mapping saved without checking it against describe",
+            file=sys.stderr,
+        )
     else:
         warnings = check_against_describe(args.tenant, mapping)
     for message in warnings:
@@ -133,7 +135,9 @@ def _set_stage(mapping: TenantMapping, args: argparse.Namespace) -> None:
 
 def _remove_stage(mapping: TenantMapping, args: argparse.Namespace) -> None:
     if args.value not in mapping.stages and args.value not in mapping.stage_aliases:
-        raise ValueError(f"tenant {args.tenant}: {args.value!r} is neither a mapped stage nor an alias")
+        raise ValueError(
+            f"tenant {args.tenant}: {args.value!r} is neither a mapped stage nor an alias"
+        )
     mapping.stages.pop(args.value, None)
     mapping.stage_aliases.pop(args.value, None)
 
@@ -164,7 +168,11 @@ def _set_deal_source(mapping: TenantMapping, args: argparse.Namespace) -> None:
 
 
 def _set_record_types(mapping: TenantMapping, args: argparse.Namespace) -> None:
-    ids = [] if args.ids == "all" else [i.strip() for i in args.ids.split(",") if i.strip()]
+    ids = (
+        []
+        if args.ids == "all"
+        else [i.strip() for i in args.ids.split(",") if i.strip()]
+    )
     # RecordTypeId is not added to the extracted fields here: orgs without
     # record types lack the field, and the check then warns instead of failing.
     mapping.record_types = ids
@@ -181,45 +189,92 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="mapping_command", required=True)
 
-    def add(name: str, help_text: str, handler, validated: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, handler, validated: bool = True
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.add_argument("tenant", help="tenant id")
         if validated:
-            command.add_argument("--no-validate", action="store_true",
-                                 help="save without checking against the cached describe")
+            command.add_argument(
+                "--no-validate",
+                action="store_true",
+                help="save without checking against the cached describe",
+            )
         command.set_defaults(handler=handler)
         return command
 
     add("show", "print the tenant's mapping as JSON", cmd_show, validated=False)
-    add("validate", "check the stored mapping against the cached describe", cmd_validate,
-        validated=False)
-    command = add("set", "replace the mapping with a JSON file in the layout of `show`", cmd_set)
+    add(
+        "validate",
+        "check the stored mapping against the cached describe",
+        cmd_validate,
+        validated=False,
+    )
+    command = add(
+        "set", "replace the mapping with a JSON file in the layout of `show`", cmd_set
+    )
     command.add_argument("file", help="path of the JSON file")
-    command = add("alias-stage", "read StageName value OLD as the mapped stage NEW (after a rename)",
-                  _edit(_alias_stage))
+    command = add(
+        "alias-stage",
+        "read StageName value OLD as the mapped stage NEW (after a rename)",
+        _edit(_alias_stage),
+    )
     command.add_argument("old", help="the StageName value records still carry")
     command.add_argument("new", help="a stage already in the mapping")
-    command = add("set-stage", "add or change the category and order of a StageName value",
-                  _edit(_set_stage))
+    command = add(
+        "set-stage",
+        "add or change the category and order of a StageName value",
+        _edit(_set_stage),
+    )
     command.add_argument("value", help="the StageName picklist value")
     command.add_argument("--category", required=True, choices=("open", "won", "lost"))
-    command.add_argument("--order", required=True, type=int,
-                         help="position in the sales process, 1 for the first stage")
-    command = add("remove-stage", "remove a stage or an alias from the mapping", _edit(_remove_stage))
+    command.add_argument(
+        "--order",
+        required=True,
+        type=int,
+        help="position in the sales process, 1 for the first stage",
+    )
+    command = add(
+        "remove-stage",
+        "remove a stage or an alias from the mapping",
+        _edit(_remove_stage),
+    )
     command.add_argument("value", help="the StageName value or alias")
-    command = add("set-task-kind", "map Tasks of a Type and TaskSubtype ('*' for any) to an event kind",
-                  _edit(_set_task_kind))
+    command = add(
+        "set-task-kind",
+        "map Tasks of a Type and TaskSubtype ('*' for any) to an event kind",
+        _edit(_set_task_kind),
+    )
     command.add_argument("type", help="Task.Type value, or '*'")
     command.add_argument("subtype", help="Task.TaskSubtype value, or '*'")
-    command.add_argument("kind", choices=("call", "email", "meeting", "none"),
-                         help="event kind; 'none' removes the key")
-    command = add("set-field", "set the fields the extract reads from an sObject", _edit(_set_field))
+    command.add_argument(
+        "kind",
+        choices=("call", "email", "meeting", "none"),
+        help="event kind; 'none' removes the key",
+    )
+    command = add(
+        "set-field",
+        "set the fields the extract reads from an sObject",
+        _edit(_set_field),
+    )
     command.add_argument("sobject", help="sObject name, for example Opportunity")
-    command.add_argument("fields", help="comma-separated field API names, custom fields included")
-    command = add("set-deal-source", "read a deal column from another Opportunity field",
-                  _edit(_set_deal_source))
-    command.add_argument("column", choices=sorted(DEAL_SOURCE_DEFAULTS), help="deal column")
-    command.add_argument("field", help="Opportunity field API name, for example Amount_USD__c")
-    command = add("set-record-types", "include only Opportunities of these record types in deal",
-                  _edit(_set_record_types))
+    command.add_argument(
+        "fields", help="comma-separated field API names, custom fields included"
+    )
+    command = add(
+        "set-deal-source",
+        "read a deal column from another Opportunity field",
+        _edit(_set_deal_source),
+    )
+    command.add_argument(
+        "column", choices=sorted(DEAL_SOURCE_DEFAULTS), help="deal column"
+    )
+    command.add_argument(
+        "field", help="Opportunity field API name, for example Amount_USD__c"
+    )
+    command = add(
+        "set-record-types",
+        "include only Opportunities of these record types in deal",
+        _edit(_set_record_types),
+    )
     command.add_argument("ids", help="comma-separated RecordTypeIds, or 'all'")

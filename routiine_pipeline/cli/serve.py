@@ -16,7 +16,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
     context = build_context()
-    port = args.port if args.port is not None else (urlsplit(context.connector.app.redirect_uri).port or DEFAULT_PORT)
+    port = (
+        args.port
+        if args.port is not None
+        else (urlsplit(context.connector.app.redirect_uri).port or DEFAULT_PORT)
+    )
     check_listen_address(args.host, port, context.connector.app.redirect_uri)
     print(f"Connect page on http://{args.host}:{port}/ (Ctrl+C stops it)", flush=True)
     uvicorn_server(context, args.host, port).run()
@@ -24,9 +28,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser("serve", help="serve the connect page: tenants, OAuth connect and mapping editor")
-    serve.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the connect page: tenants, OAuth connect and mapping editor",
+    )
     serve.add_argument(
-        "--port", type=int, help="TCP port (default: the port of ROUTIINE_SF_REDIRECT_URI, else 8717)"
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to listen on (default 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="TCP port (default: the port of ROUTIINE_SF_REDIRECT_URI, else 8717)",
     )
     serve.set_defaults(handler=cmd_serve)

@@ -51,7 +51,14 @@ class AuthorizationRequest:
 class TenantConnector:
     """Runs the OAuth web-server flow for one tenant and stores the tokens it yields."""
 
-    def __init__(self, store: ControlStore, vault: TokenVault, app: OAuthApp, *, allow_loopback: bool) -> None:
+    def __init__(
+        self,
+        store: ControlStore,
+        vault: TokenVault,
+        app: OAuthApp,
+        *,
+        allow_loopback: bool,
+    ) -> None:
         self.store = store
         self.vault = vault
         self.app = app
@@ -64,14 +71,19 @@ class TenantConnector:
         pkce = PkcePair.generate()
         # Build the URL first: a tenant whose login host fails the host check gets no state row.
         url = self.app.authorize_url(
-            tenant.login_url, state=state, code_challenge=pkce.challenge, allow_loopback=self.allow_loopback
+            tenant.login_url,
+            state=state,
+            code_challenge=pkce.challenge,
+            allow_loopback=self.allow_loopback,
         )
         with self.store.engine.begin() as conn:
             conn.execute(
                 tables.oauth_states.insert().values(
                     state_hash=hash_state(state),
                     tenant_id=tenant_id,
-                    verifier_ciphertext=self.vault.encrypt(pkce.verifier, tenant=tenant_id, kind="pkce_verifier"),
+                    verifier_ciphertext=self.vault.encrypt(
+                        pkce.verifier, tenant=tenant_id, kind="pkce_verifier"
+                    ),
                     redirect_uri=self.app.redirect_uri,
                     expires_at=utcnow() + STATE_LIFETIME,
                 )
@@ -82,7 +94,9 @@ class TenantConnector:
         """Return the authorize URL of a new flow for the tenant."""
         return self.begin(tenant_id).url
 
-    def complete(self, *, state: str, code: str, tenant_id: str | None = None) -> Tenant:
+    def complete(
+        self, *, state: str, code: str, tenant_id: str | None = None
+    ) -> Tenant:
         """Accept a callback: consume the state, exchange the code, store the tokens.
 
         `tenant_id`, when given, is the tenant the caller started the flow for.
@@ -92,29 +106,47 @@ class TenantConnector:
         owner, verifier = self._consume_state(state, expected_tenant=tenant_id)
         tenant = self.store.get_tenant(owner)
         try:
-            response = self.app.exchange_code(tenant.login_url, code, verifier, allow_loopback=self.allow_loopback)
+            response = self.app.exchange_code(
+                tenant.login_url, code, verifier, allow_loopback=self.allow_loopback
+            )
         except errors.SalesforceError as error:
-            raise ConnectError(f"tenant {owner}: code exchange failed, nothing was stored: {error}") from None
+            raise ConnectError(
+                f"tenant {owner}: code exchange failed, nothing was stored: {error}"
+            ) from None
         save_tokens(self.store, self.vault, owner, response)
         now = utcnow()
         self.store.update_tenant(
-            owner, instance_url=response.instance_url, status=CONNECTED, status_reason=None, connected_at=now
+            owner,
+            instance_url=response.instance_url,
+            status=CONNECTED,
+            status_reason=None,
+            connected_at=now,
         )
         log.info("Tenant %s connected to %s", owner, response.instance_url)
         return self.store.get_tenant(owner)
 
-    def _consume_state(self, state: str, *, expected_tenant: str | None) -> tuple[str, str]:
+    def _consume_state(
+        self, state: str, *, expected_tenant: str | None
+    ) -> tuple[str, str]:
         column = tables.oauth_states.c
         now = utcnow()
         with self.store.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(tables.oauth_states).where(column.state_hash == hash_state(state or ""))
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(tables.oauth_states).where(
+                        column.state_hash == hash_state(state or "")
+                    )
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise ConnectError("unknown OAuth state: start the connection again")
             owner = row["tenant_id"]
             if row["used_at"] is not None:
-                raise ConnectError(f"tenant {owner}: this OAuth state was already used; start the connection again")
+                raise ConnectError(
+                    f"tenant {owner}: this OAuth state was already used; start the connection again"
+                )
             # Mark it used before any other check, conditional on it being unused, so it works once at most.
             updated = conn.execute(
                 tables.oauth_states.update()
@@ -122,14 +154,22 @@ class TenantConnector:
                 .values(used_at=now)
             )
         if updated.rowcount != 1:
-            raise ConnectError(f"tenant {owner}: this OAuth state was already used; start the connection again")
+            raise ConnectError(
+                f"tenant {owner}: this OAuth state was already used; start the connection again"
+            )
         expires_at = row["expires_at"]
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=now.tzinfo)
         if expires_at < now:
-            raise ConnectError(f"tenant {owner}: this OAuth state expired; start the connection again")
+            raise ConnectError(
+                f"tenant {owner}: this OAuth state expired; start the connection again"
+            )
         if expected_tenant is not None and owner != expected_tenant:
-            log.warning("OAuth state of tenant %s presented for tenant %s; rejected", owner, expected_tenant)
+            log.warning(
+                "OAuth state of tenant %s presented for tenant %s; rejected",
+                owner,
+                expected_tenant,
+            )
             raise ConnectError(
                 f"this OAuth state belongs to another tenant than {expected_tenant}; start the connection again"
             )
@@ -137,7 +177,9 @@ class TenantConnector:
             raise ConnectError(
                 f"tenant {owner}: the flow was started with another redirect URI; start the connection again"
             )
-        verifier = self.vault.decrypt(row["verifier_ciphertext"], tenant=owner, kind="pkce_verifier")
+        verifier = self.vault.decrypt(
+            row["verifier_ciphertext"], tenant=owner, kind="pkce_verifier"
+        )
         return owner, verifier
 
     def purge_states(self) -> int:
@@ -145,7 +187,9 @@ class TenantConnector:
         column = tables.oauth_states.c
         with self.store.engine.begin() as conn:
             return conn.execute(
-                tables.oauth_states.delete().where(column.used_at.is_not(None) | (column.expires_at < utcnow()))
+                tables.oauth_states.delete().where(
+                    column.used_at.is_not(None) | (column.expires_at < utcnow())
+                )
             ).rowcount
 
     def revoke(self, tenant_id: str) -> bool:

@@ -21,7 +21,9 @@ def create_control_engine(url: str) -> sa.Engine:
     """Create the engine for `url`, with WAL mode and a busy timeout on SQLite."""
     if not url.startswith("sqlite"):
         return sa.create_engine(url, future=True, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, future=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, future=True
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -50,7 +52,11 @@ def add_missing_columns(engine: sa.Engine, tables: list[sa.Table]) -> list[str]:
                 if column.name in present or not column.nullable:
                     continue
                 column_type = column.type.compile(dialect=engine.dialect)
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}'))
+                conn.execute(
+                    sa.text(
+                        f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}'
+                    )
+                )
                 added.append(f"{table.name}.{column.name}")
     if added:
         log.info("Control store upgraded: added columns %s", ", ".join(added))

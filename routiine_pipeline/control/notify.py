@@ -36,7 +36,8 @@ def webhook_url() -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         log.error(
             "%s is not an http(s) URL (scheme %r); notifications are stored but not sent",
-            WEBHOOK_ENV, parts.scheme,
+            WEBHOOK_ENV,
+            parts.scheme,
         )
         return None
     return url
@@ -67,7 +68,9 @@ def notify(
     with `deliver` after committing, so a rolled-back change sends no notification.
     """
     note = Notification(tenant, kind, message, at or utcnow(), dict(details or {}))
-    row = tables.notifications.insert().values(tenant_id=tenant, at=note.at, kind=kind, message=message)
+    row = tables.notifications.insert().values(
+        tenant_id=tenant, at=note.at, kind=kind, message=message
+    )
     if conn is not None:
         conn.execute(row)
         return note
@@ -79,7 +82,9 @@ def notify(
 
 def deliver(note: Notification) -> bool:
     """Log the notification and POST it to the webhook; return whether the webhook accepted it."""
-    log.warning("Notification for tenant %s (%s): %s", note.tenant, note.kind, note.message)
+    log.warning(
+        "Notification for tenant %s (%s): %s", note.tenant, note.kind, note.message
+    )
     url = webhook_url()
     if url is None:
         return False
@@ -93,15 +98,29 @@ def deliver(note: Notification) -> bool:
     # Webhook URLs often embed a secret, so logs name the host only.
     host = urlsplit(url).hostname
     try:
-        response = requests.post(url, data=json.dumps(body, default=str), timeout=WEBHOOK_TIMEOUT_SECONDS,
-                                 headers={"Content-Type": "application/json"})
+        response = requests.post(
+            url,
+            data=json.dumps(body, default=str),
+            timeout=WEBHOOK_TIMEOUT_SECONDS,
+            headers={"Content-Type": "application/json"},
+        )
     except requests.RequestException as error:
-        log.error("Webhook delivery to %s failed for tenant %s (%s): %s",
-                  host, note.tenant, note.kind, type(error).__name__)
+        log.error(
+            "Webhook delivery to %s failed for tenant %s (%s): %s",
+            host,
+            note.tenant,
+            note.kind,
+            type(error).__name__,
+        )
         return False
     if response.status_code >= 300:
-        log.error("Webhook at %s returned HTTP %d for tenant %s (%s)",
-                  host, response.status_code, note.tenant, note.kind)
+        log.error(
+            "Webhook at %s returned HTTP %d for tenant %s (%s)",
+            host,
+            response.status_code,
+            note.tenant,
+            note.kind,
+        )
         return False
     return True
 
@@ -121,11 +140,18 @@ def record_alert(
     with store.engine.begin() as conn:
         conn.execute(
             budget_tables.tenant_alerts.insert().values(
-                tenant_id=tenant, at=at, kind=kind, run_id=run_id, records=len(details),
-                details_json=json.dumps(details, default=str), message=message,
+                tenant_id=tenant,
+                at=at,
+                kind=kind,
+                run_id=run_id,
+                records=len(details),
+                details_json=json.dumps(details, default=str),
+                message=message,
             )
         )
-        note = notify(store, tenant, kind, message, at=at, details={"records": details}, conn=conn)
+        note = notify(
+            store, tenant, kind, message, at=at, details={"records": details}, conn=conn
+        )
     deliver(note)
     return note
 
@@ -134,18 +160,34 @@ def tenant_status(store: ControlStore, tenant: str) -> dict[str, Any]:
     """Return the tenant's status with its budget mode, latest alert and pending write-back retries."""
     record = store.get_tenant(tenant)
     with store.engine.connect() as conn:
-        state = conn.execute(
-            sa.select(budget_tables.budget_state).where(budget_tables.budget_state.c.tenant_id == tenant)
-        ).mappings().first()
-        alert = conn.execute(
-            sa.select(budget_tables.tenant_alerts)
-            .where(budget_tables.tenant_alerts.c.tenant_id == tenant)
-            .order_by(budget_tables.tenant_alerts.c.id.desc())
-            .limit(1)
-        ).mappings().first()
-        retries = conn.execute(
-            sa.select(budget_tables.writeback_retries).where(budget_tables.writeback_retries.c.tenant_id == tenant)
-        ).mappings().first()
+        state = (
+            conn.execute(
+                sa.select(budget_tables.budget_state).where(
+                    budget_tables.budget_state.c.tenant_id == tenant
+                )
+            )
+            .mappings()
+            .first()
+        )
+        alert = (
+            conn.execute(
+                sa.select(budget_tables.tenant_alerts)
+                .where(budget_tables.tenant_alerts.c.tenant_id == tenant)
+                .order_by(budget_tables.tenant_alerts.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        retries = (
+            conn.execute(
+                sa.select(budget_tables.writeback_retries).where(
+                    budget_tables.writeback_retries.c.tenant_id == tenant
+                )
+            )
+            .mappings()
+            .first()
+        )
     return {
         "tenant": tenant,
         "status": record.status,

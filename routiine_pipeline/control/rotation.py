@@ -66,17 +66,27 @@ def rotate_keys(store: ControlStore, home: Path) -> RotationReport:
     if spec:
         report.keys_unused = [key.key_id for key in keys[1:] if key.key_id not in used]
     else:
-        remaining = [key for key in keys if key.key_id == vault.current_key_id or key.key_id in used]
+        remaining = [
+            key
+            for key in keys
+            if key.key_id == vault.current_key_id or key.key_id in used
+        ]
         report.keys_removed = [key.key_id for key in keys if key not in remaining]
         write_key_file(home, remaining)
     log.info(
         "Vault key rotation to %s: %d tenants, %d tokens, %d states re-encrypted; keys removed: %s",
-        report.current_key_id, report.tenants, report.tokens, report.states, report.keys_removed or "none",
+        report.current_key_id,
+        report.tenants,
+        report.tokens,
+        report.states,
+        report.keys_removed or "none",
     )
     return report
 
 
-def _reencrypt_tokens(store: ControlStore, vault: TokenVault, report: RotationReport) -> None:
+def _reencrypt_tokens(
+    store: ControlStore, vault: TokenVault, report: RotationReport
+) -> None:
     column = tables.tokens.c
     now = utcnow()
     with store.engine.begin() as conn:
@@ -84,19 +94,33 @@ def _reencrypt_tokens(store: ControlStore, vault: TokenVault, report: RotationRe
         for row in rows:
             tenant = row["tenant_id"]
             lease = row["refresh_lease_until"]
-            if lease is not None and (lease if lease.tzinfo else lease.replace(tzinfo=now.tzinfo)) > now:
+            if (
+                lease is not None
+                and (lease if lease.tzinfo else lease.replace(tzinfo=now.tzinfo)) > now
+            ):
                 # A refresh in flight writes with the key its process loaded; leave the row to it.
                 report.skipped_tenants.append(tenant)
                 continue
-            values = {"access_ciphertext": _reseal(vault, row["access_ciphertext"], tenant, "access_token")}
+            values = {
+                "access_ciphertext": _reseal(
+                    vault, row["access_ciphertext"], tenant, "access_token"
+                )
+            }
             report.tokens += 1
             if row["refresh_ciphertext"]:
-                values["refresh_ciphertext"] = _reseal(vault, row["refresh_ciphertext"], tenant, "refresh_token")
+                values["refresh_ciphertext"] = _reseal(
+                    vault, row["refresh_ciphertext"], tenant, "refresh_token"
+                )
                 report.tokens += 1
             updated = conn.execute(
                 tables.tokens.update()
                 .where(column.tenant_id == tenant, column.version == row["version"])
-                .values(**values, key_id=vault.current_key_id, version=row["version"] + 1, updated_at=now)
+                .values(
+                    **values,
+                    key_id=vault.current_key_id,
+                    version=row["version"] + 1,
+                    updated_at=now,
+                )
             ).rowcount
             if updated == 1:
                 report.tenants += 1
@@ -104,14 +128,20 @@ def _reencrypt_tokens(store: ControlStore, vault: TokenVault, report: RotationRe
                 report.skipped_tenants.append(tenant)
 
 
-def _reencrypt_states(store: ControlStore, vault: TokenVault, report: RotationReport) -> None:
+def _reencrypt_states(
+    store: ControlStore, vault: TokenVault, report: RotationReport
+) -> None:
     column = tables.oauth_states.c
     with store.engine.begin() as conn:
         report.states_deleted = conn.execute(
-            tables.oauth_states.delete().where(column.used_at.is_not(None) | (column.expires_at < utcnow()))
+            tables.oauth_states.delete().where(
+                column.used_at.is_not(None) | (column.expires_at < utcnow())
+            )
         ).rowcount
         for row in conn.execute(sa.select(tables.oauth_states)).mappings().all():
-            sealed = _reseal(vault, row["verifier_ciphertext"], row["tenant_id"], "pkce_verifier")
+            sealed = _reseal(
+                vault, row["verifier_ciphertext"], row["tenant_id"], "pkce_verifier"
+            )
             conn.execute(
                 tables.oauth_states.update()
                 .where(column.state_hash == row["state_hash"])
@@ -121,7 +151,9 @@ def _reencrypt_states(store: ControlStore, vault: TokenVault, report: RotationRe
 
 
 def _reseal(vault: TokenVault, ciphertext: str, tenant: str, kind: str) -> str:
-    return vault.encrypt(vault.decrypt(ciphertext, tenant=tenant, kind=kind), tenant=tenant, kind=kind)
+    return vault.encrypt(
+        vault.decrypt(ciphertext, tenant=tenant, kind=kind), tenant=tenant, kind=kind
+    )
 
 
 def key_ids_in_use(store: ControlStore, vault: TokenVault) -> set[str]:
@@ -129,7 +161,9 @@ def key_ids_in_use(store: ControlStore, vault: TokenVault) -> set[str]:
     token, state = tables.tokens.c, tables.oauth_states.c
     with store.engine.connect() as conn:
         values = [
-            *conn.execute(sa.select(token.access_ciphertext, token.refresh_ciphertext)).all(),
+            *conn.execute(
+                sa.select(token.access_ciphertext, token.refresh_ciphertext)
+            ).all(),
             *conn.execute(sa.select(state.verifier_ciphertext)).all(),
         ]
     return {vault.key_id_of(value) for row in values for value in row if value}

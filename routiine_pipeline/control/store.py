@@ -11,13 +11,15 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
 
-from routiine_pipeline.control import budget_tables  # noqa: F401  (creates the budget tables too)
-from routiine_pipeline.control import tables
+from routiine_pipeline.control import (
+    budget_tables,  # noqa: F401  (creates the budget tables too)
+    tables,
+)
 from routiine_pipeline.control.engine import add_missing_columns, create_control_engine
 from routiine_pipeline.mapping import TenantMapping, default_mapping
 
@@ -35,7 +37,7 @@ _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def check_tenant_id(tenant_id: str) -> str:
@@ -81,16 +83,25 @@ class ControlStore:
     # -- tenants --------------------------------------------------------------
 
     def add_tenant(
-        self, tenant_id: str, *, org_type: str, login_url: str, my_domain: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        org_type: str,
+        login_url: str,
+        my_domain: str | None = None,
     ) -> Tenant:
         check_tenant_id(tenant_id)
         now = utcnow()
         with self.engine.begin() as conn:
             exists = conn.execute(
-                sa.select(tables.tenants.c.tenant_id).where(tables.tenants.c.tenant_id == tenant_id)
+                sa.select(tables.tenants.c.tenant_id).where(
+                    tables.tenants.c.tenant_id == tenant_id
+                )
             ).first()
             if exists:
-                raise ValueError(f"tenant {tenant_id!r} already exists; remove it first or pick another id")
+                raise ValueError(
+                    f"tenant {tenant_id!r} already exists; remove it first or pick another id"
+                )
             conn.execute(
                 tables.tenants.insert().values(
                     tenant_id=tenant_id,
@@ -108,9 +119,15 @@ class ControlStore:
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(tables.tenants).where(tables.tenants.c.tenant_id == tenant_id)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(tables.tenants).where(
+                        tables.tenants.c.tenant_id == tenant_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise TenantNotFoundError(
                 f"tenant {tenant_id!r} not found in the control store; add it with `routiine tenants add`"
@@ -119,27 +136,39 @@ class ControlStore:
 
     def list_tenants(self) -> list[Tenant]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(tables.tenants).order_by(tables.tenants.c.tenant_id)).mappings()
+            rows = conn.execute(
+                sa.select(tables.tenants).order_by(tables.tenants.c.tenant_id)
+            ).mappings()
             return [_tenant_from_row(row) for row in rows]
 
     def remove_tenant(self, tenant_id: str) -> None:
         with self.engine.begin() as conn:
             for table in (tables.tokens, tables.oauth_states):
                 conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
-            conn.execute(tables.tenants.delete().where(tables.tenants.c.tenant_id == tenant_id))
+            conn.execute(
+                tables.tenants.delete().where(tables.tenants.c.tenant_id == tenant_id)
+            )
 
     def update_tenant(self, tenant_id: str, **values) -> None:
         values["updated_at"] = utcnow()
         with self.engine.begin() as conn:
             result = conn.execute(
-                tables.tenants.update().where(tables.tenants.c.tenant_id == tenant_id).values(**values)
+                tables.tenants.update()
+                .where(tables.tenants.c.tenant_id == tenant_id)
+                .values(**values)
             )
         if result.rowcount == 0:
-            raise TenantNotFoundError(f"tenant {tenant_id!r} not found in the control store")
+            raise TenantNotFoundError(
+                f"tenant {tenant_id!r} not found in the control store"
+            )
 
-    def set_status(self, tenant_id: str, status: str, reason: str | None = None) -> None:
+    def set_status(
+        self, tenant_id: str, status: str, reason: str | None = None
+    ) -> None:
         if status not in STATUSES:
-            raise ValueError(f"unknown tenant status {status!r}: use one of {', '.join(STATUSES)}")
+            raise ValueError(
+                f"unknown tenant status {status!r}: use one of {', '.join(STATUSES)}"
+            )
         self.update_tenant(tenant_id, status=status, status_reason=reason)
 
     def mark_needs_reauthorization(self, tenant_id: str, message: str) -> bool:
@@ -153,13 +182,21 @@ class ControlStore:
         with self.engine.begin() as conn:
             changed = conn.execute(
                 tables.tenants.update()
-                .where(column.tenant_id == tenant_id, column.status != NEEDS_REAUTHORIZATION)
-                .values(status=NEEDS_REAUTHORIZATION, status_reason=message, updated_at=now)
+                .where(
+                    column.tenant_id == tenant_id,
+                    column.status != NEEDS_REAUTHORIZATION,
+                )
+                .values(
+                    status=NEEDS_REAUTHORIZATION, status_reason=message, updated_at=now
+                )
             ).rowcount
             if changed:
                 conn.execute(
                     tables.notifications.insert().values(
-                        tenant_id=tenant_id, at=now, kind=NEEDS_REAUTHORIZATION, message=message
+                        tenant_id=tenant_id,
+                        at=now,
+                        kind=NEEDS_REAUTHORIZATION,
+                        message=message,
                     )
                 )
         if changed:
@@ -169,7 +206,9 @@ class ControlStore:
     def mapping(self, tenant_id: str) -> TenantMapping:
         with self.engine.connect() as conn:
             raw = conn.execute(
-                sa.select(tables.tenants.c.mapping_json).where(tables.tenants.c.tenant_id == tenant_id)
+                sa.select(tables.tenants.c.mapping_json).where(
+                    tables.tenants.c.tenant_id == tenant_id
+                )
             ).scalar()
         return TenantMapping.from_dict(json.loads(raw)) if raw else default_mapping()
 
@@ -178,23 +217,44 @@ class ControlStore:
 
     # -- API usage and notifications -----------------------------------------
 
-    def record_call(self, tenant_id: str, *, kind: str, status: int, org_used: int | None,
-                    org_max: int | None, run_id: str | None, phase: str | None) -> None:
+    def record_call(
+        self,
+        tenant_id: str,
+        *,
+        kind: str,
+        status: int,
+        org_used: int | None,
+        org_max: int | None,
+        run_id: str | None,
+        phase: str | None,
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 tables.api_calls.insert().values(
-                    tenant_id=tenant_id, at=utcnow(), kind=kind, status=status, org_used=org_used,
-                    org_max=org_max, run_id=run_id, phase=phase,
+                    tenant_id=tenant_id,
+                    at=utcnow(),
+                    kind=kind,
+                    status=status,
+                    org_used=org_used,
+                    org_max=org_max,
+                    run_id=run_id,
+                    phase=phase,
                 )
             )
 
-    def calls_by_phase(self, tenant_id: str, *, since: datetime | None = None) -> dict[str, int]:
+    def calls_by_phase(
+        self, tenant_id: str, *, since: datetime | None = None
+    ) -> dict[str, int]:
         column = tables.api_calls.c
         condition = column.tenant_id == tenant_id
         if since is not None:
             condition = condition & (column.at >= since)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(column.phase, sa.func.count()).where(condition).group_by(column.phase))
+            rows = conn.execute(
+                sa.select(column.phase, sa.func.count())
+                .where(condition)
+                .group_by(column.phase)
+            )
             return {phase or "other": count for phase, count in rows}
 
     def latest_usage(self, tenant_id: str) -> tuple[int, int, datetime] | None:
@@ -211,13 +271,19 @@ class ControlStore:
     def notify(self, tenant_id: str, kind: str, message: str) -> None:
         log.warning("Notification for tenant %s (%s): %s", tenant_id, kind, message)
         with self.engine.begin() as conn:
-            conn.execute(tables.notifications.insert().values(tenant_id=tenant_id, at=utcnow(), kind=kind, message=message))
+            conn.execute(
+                tables.notifications.insert().values(
+                    tenant_id=tenant_id, at=utcnow(), kind=kind, message=message
+                )
+            )
 
     def notifications(self, tenant_id: str) -> list[dict]:
         column = tables.notifications.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(column.at, column.kind, column.message).where(column.tenant_id == tenant_id).order_by(column.id)
+                sa.select(column.at, column.kind, column.message)
+                .where(column.tenant_id == tenant_id)
+                .order_by(column.id)
             ).mappings()
             return [dict(row) for row in rows]
 
@@ -242,7 +308,7 @@ def _tenant_from_row(row) -> Tenant:
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stored value is UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

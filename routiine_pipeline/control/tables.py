@@ -29,7 +29,9 @@ tenants = sa.Table(
 tokens = sa.Table(
     "tokens",
     metadata,
-    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.tenant_id"), primary_key=True),
+    sa.Column(
+        "tenant_id", sa.String(64), sa.ForeignKey("tenants.tenant_id"), primary_key=True
+    ),
     sa.Column("access_ciphertext", sa.Text, nullable=False),
     sa.Column("refresh_ciphertext", sa.Text),
     sa.Column("key_id", sa.String(32), nullable=False),

@@ -36,7 +36,9 @@ REFRESH_WAIT_SECONDS = 75.0
 POLL_SECONDS = 0.05
 
 
-def save_tokens(store: ControlStore, vault: TokenVault, tenant_id: str, response: TokenResponse) -> None:
+def save_tokens(
+    store: ControlStore, vault: TokenVault, tenant_id: str, response: TokenResponse
+) -> None:
     """Replace the tenant's tokens with those of a code exchange, encrypted with the current key."""
     access = vault.encrypt(response.access_token, tenant=tenant_id, kind="access_token")
     refresh = (
@@ -46,13 +48,21 @@ def save_tokens(store: ControlStore, vault: TokenVault, tenant_id: str, response
     )
     with store.engine.begin() as conn:
         previous = conn.execute(
-            sa.select(tables.tokens.c.version).where(tables.tokens.c.tenant_id == tenant_id)
+            sa.select(tables.tokens.c.version).where(
+                tables.tokens.c.tenant_id == tenant_id
+            )
         ).scalar()
-        conn.execute(tables.tokens.delete().where(tables.tokens.c.tenant_id == tenant_id))
+        conn.execute(
+            tables.tokens.delete().where(tables.tokens.c.tenant_id == tenant_id)
+        )
         conn.execute(
             tables.tokens.insert().values(
-                tenant_id=tenant_id, access_ciphertext=access, refresh_ciphertext=refresh,
-                key_id=vault.current_key_id, version=(previous or 0) + 1, updated_at=utcnow(),
+                tenant_id=tenant_id,
+                access_ciphertext=access,
+                refresh_ciphertext=refresh,
+                key_id=vault.current_key_id,
+                version=(previous or 0) + 1,
+                updated_at=utcnow(),
             )
         )
 
@@ -60,23 +70,34 @@ def save_tokens(store: ControlStore, vault: TokenVault, tenant_id: str, response
 def read_token_row(store: ControlStore, tenant_id: str):
     """Return the tenant's tokens row, or raise ReauthorizationRequiredError when there is none."""
     with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(tables.tokens).where(tables.tokens.c.tenant_id == tenant_id)
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(tables.tokens).where(tables.tokens.c.tenant_id == tenant_id)
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise errors.ReauthorizationRequiredError(
-            f"no tokens stored: connect the tenant with `routiine tenants connect {tenant_id}`", tenant=tenant_id
+            f"no tokens stored: connect the tenant with `routiine tenants connect {tenant_id}`",
+            tenant=tenant_id,
         )
     return row
 
 
-def read_refresh_token(store: ControlStore, vault: TokenVault, tenant_id: str) -> str | None:
+def read_refresh_token(
+    store: ControlStore, vault: TokenVault, tenant_id: str
+) -> str | None:
     """Return the tenant's decrypted refresh token, or None when none is stored."""
     try:
         ciphertext = read_token_row(store, tenant_id)["refresh_ciphertext"]
     except errors.ReauthorizationRequiredError:
         return None
-    return vault.decrypt(ciphertext, tenant=tenant_id, kind="refresh_token") if ciphertext else None
+    return (
+        vault.decrypt(ciphertext, tenant=tenant_id, kind="refresh_token")
+        if ciphertext
+        else None
+    )
 
 
 def reauthorization_message(tenant_id: str, reason: str) -> str:
@@ -98,7 +119,15 @@ class StoredTokens:
     _locks: ClassVar[dict[str, threading.Lock]] = {}
     _locks_guard = threading.Lock()
 
-    def __init__(self, store: ControlStore, vault: TokenVault, app: OAuthApp, tenant_id: str, *, allow_loopback: bool) -> None:
+    def __init__(
+        self,
+        store: ControlStore,
+        vault: TokenVault,
+        app: OAuthApp,
+        tenant_id: str,
+        *,
+        allow_loopback: bool,
+    ) -> None:
         self.store = store
         self.vault = vault
         self.app = app
@@ -109,7 +138,8 @@ class StoredTokens:
         tenant = store.get_tenant(tenant_id)
         if tenant.status == NEEDS_REAUTHORIZATION:
             raise errors.ReauthorizationRequiredError(
-                tenant.status_reason or reauthorization_message(tenant_id, "earlier refresh failed"),
+                tenant.status_reason
+                or reauthorization_message(tenant_id, "earlier refresh failed"),
                 error_code="invalid_grant",
                 tenant=tenant_id,
             )
@@ -119,7 +149,9 @@ class StoredTokens:
 
     def access_token(self) -> str:
         row = read_token_row(self.store, self.tenant_id)
-        return self.vault.decrypt(row["access_ciphertext"], tenant=self.tenant_id, kind="access_token")
+        return self.vault.decrypt(
+            row["access_ciphertext"], tenant=self.tenant_id, kind="access_token"
+        )
 
     def refresh_token(self) -> str | None:
         return read_refresh_token(self.store, self.vault, self.tenant_id)
@@ -146,7 +178,9 @@ class StoredTokens:
         deadline = time.monotonic() + REFRESH_WAIT_SECONDS
         while True:
             row = read_token_row(self.store, self.tenant_id)
-            current = self.vault.decrypt(row["access_ciphertext"], tenant=self.tenant_id, kind="access_token")
+            current = self.vault.decrypt(
+                row["access_ciphertext"], tenant=self.tenant_id, kind="access_token"
+            )
             if current != rejected_token:
                 return None
             if self._take_lease(row["version"]):
@@ -167,9 +201,13 @@ class StoredTokens:
                 .where(
                     column.tenant_id == self.tenant_id,
                     column.version == version,
-                    column.refresh_lease_until.is_(None) | (column.refresh_lease_until < now),
+                    column.refresh_lease_until.is_(None)
+                    | (column.refresh_lease_until < now),
                 )
-                .values(refresh_lease_owner=self._owner, refresh_lease_until=now + REFRESH_LEASE)
+                .values(
+                    refresh_lease_owner=self._owner,
+                    refresh_lease_until=now + REFRESH_LEASE,
+                )
             ).rowcount
         return leased == 1
 
@@ -178,7 +216,10 @@ class StoredTokens:
         with self.store.engine.begin() as conn:
             conn.execute(
                 tables.tokens.update()
-                .where(column.tenant_id == self.tenant_id, column.refresh_lease_owner == self._owner)
+                .where(
+                    column.tenant_id == self.tenant_id,
+                    column.refresh_lease_owner == self._owner,
+                )
                 .values(refresh_lease_owner=None, refresh_lease_until=None)
             )
 
@@ -186,17 +227,23 @@ class StoredTokens:
         ciphertext = row["refresh_ciphertext"]
         if not ciphertext:
             raise self._needs_reauthorization("no refresh token stored")
-        refresh = self.vault.decrypt(ciphertext, tenant=self.tenant_id, kind="refresh_token")
+        refresh = self.vault.decrypt(
+            ciphertext, tenant=self.tenant_id, kind="refresh_token"
+        )
         tenant = self.store.get_tenant(self.tenant_id)
         try:
-            return self.app.refresh(tenant.login_url, refresh, allow_loopback=self.allow_loopback)
+            return self.app.refresh(
+                tenant.login_url, refresh, allow_loopback=self.allow_loopback
+            )
         except errors.ReauthorizationRequiredError as error:
             # The stored refresh token stays: an admin may restore the app's access, and it is evidence.
             raise self._needs_reauthorization(error.message) from None
 
     def _store_refreshed(self, version: int, response: TokenResponse) -> None:
         values = {
-            "access_ciphertext": self.vault.encrypt(response.access_token, tenant=self.tenant_id, kind="access_token"),
+            "access_ciphertext": self.vault.encrypt(
+                response.access_token, tenant=self.tenant_id, kind="access_token"
+            ),
             "key_id": self.vault.current_key_id,
             "version": version + 1,
             "updated_at": utcnow(),
@@ -211,16 +258,26 @@ class StoredTokens:
         with self.store.engine.begin() as conn:
             updated = conn.execute(
                 tables.tokens.update()
-                .where(column.tenant_id == self.tenant_id, column.refresh_lease_owner == self._owner)
+                .where(
+                    column.tenant_id == self.tenant_id,
+                    column.refresh_lease_owner == self._owner,
+                )
                 .values(**values)
             ).rowcount
         if updated != 1:
             # NOTE: reached only when this process held the lease past REFRESH_LEASE (a token
             # request slower than 60 s) and another run took it over. A rotated refresh token
             # from this response is then lost, and the next refresh may need re-authorization.
-            log.error("Tenant %s: refresh lease lost before the new tokens were stored", self.tenant_id)
+            log.error(
+                "Tenant %s: refresh lease lost before the new tokens were stored",
+                self.tenant_id,
+            )
 
-    def _needs_reauthorization(self, reason: str) -> errors.ReauthorizationRequiredError:
+    def _needs_reauthorization(
+        self, reason: str
+    ) -> errors.ReauthorizationRequiredError:
         message = reauthorization_message(self.tenant_id, reason)
         self.store.mark_needs_reauthorization(self.tenant_id, message)
-        return errors.ReauthorizationRequiredError(message, error_code="invalid_grant", tenant=self.tenant_id)
+        return errors.ReauthorizationRequiredError(
+            message, error_code="invalid_grant", tenant=self.tenant_id
+        )

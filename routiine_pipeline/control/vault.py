@@ -46,13 +46,17 @@ def parse_keys(spec: str) -> list[VaultKey]:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key_id, sep, encoded = item.partition(":")
         if not sep or not key_id:
-            raise VaultError(f"vault key entry without an id: expected id:base64key (entry {len(keys) + 1})")
+            raise VaultError(
+                f"vault key entry without an id: expected id:base64key (entry {len(keys) + 1})"
+            )
         try:
             secret = base64.b64decode(encoded, validate=True)
         except ValueError:
             raise VaultError(f"vault key {key_id!r} is not valid base64") from None
         if len(secret) != 32:
-            raise VaultError(f"vault key {key_id!r} has {len(secret)} bytes, expected 32 for AES-256")
+            raise VaultError(
+                f"vault key {key_id!r} has {len(secret)} bytes, expected 32 for AES-256"
+            )
         keys.append(VaultKey(key_id, secret))
     if not keys:
         raise VaultError("no vault key configured")
@@ -104,13 +108,17 @@ class TokenVault:
     def encrypt(self, plaintext: str, *, tenant: str, kind: str) -> str:
         key = self._keys[self.current_key_id]
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(key.secret).encrypt(nonce, plaintext.encode(), _associated_data(tenant, kind))
+        sealed = AESGCM(key.secret).encrypt(
+            nonce, plaintext.encode(), _associated_data(tenant, kind)
+        )
         return f"{_FORMAT}:{key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, ciphertext: str, *, tenant: str, kind: str) -> str:
         version, key_id, encoded = _split(ciphertext)
         if version != _FORMAT:
-            raise VaultError(f"unknown ciphertext format {version!r} for tenant {tenant!r} ({kind})")
+            raise VaultError(
+                f"unknown ciphertext format {version!r} for tenant {tenant!r} ({kind})"
+            )
         key = self._keys.get(key_id)
         if key is None:
             raise VaultError(
@@ -119,7 +127,9 @@ class TokenVault:
             )
         raw = base64.b64decode(encoded)
         try:
-            plain = AESGCM(key.secret).decrypt(raw[:12], raw[12:], _associated_data(tenant, kind))
+            plain = AESGCM(key.secret).decrypt(
+                raw[:12], raw[12:], _associated_data(tenant, kind)
+            )
         except InvalidTag:
             raise VaultError(
                 f"the {kind} of tenant {tenant!r} failed authentication: it was tampered with "

@@ -8,15 +8,18 @@ Salesforce: the interval is chosen from the usage readings that earlier runs
 stored in the API-call ledger.
 """
 
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from routiine_pipeline import settings
 from routiine_pipeline.budget_interval import PAUSED
 from routiine_pipeline.budget_state import apply_decision, decide_interval
-from routiine_pipeline.control.store import CONNECTED, NEEDS_REAUTHORIZATION, open_control_store
+from routiine_pipeline.control.store import (
+    CONNECTED,
+    NEEDS_REAUTHORIZATION,
+    open_control_store,
+)
 from routiine_pipeline.defs.extract import PHASE_TAG, RAW_ASSET_KEYS, TENANT_TAG
 from routiine_pipeline.defs.partitions import tenant_partitions
 from routiine_pipeline.defs.resources import ApiBudget, ControlPlane
@@ -33,7 +36,11 @@ sync_job = dg.define_asset_job(
 
 
 def due_tenants(
-    now: datetime, known_partitions: set[str], budget: ApiBudget | None = None, *, mark_requested: bool = False
+    now: datetime,
+    known_partitions: set[str],
+    budget: ApiBudget | None = None,
+    *,
+    mark_requested: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Split the control store's tenants into those due now and reasons for the rest.
 
@@ -47,7 +54,9 @@ def due_tenants(
     due, skipped = [], []
     for tenant in store.list_tenants():
         if tenant.tenant_id not in known_partitions:
-            skipped.append(f"{tenant.tenant_id}: no Dagster partition (add it with `routiine tenants add`)")
+            skipped.append(
+                f"{tenant.tenant_id}: no Dagster partition (add it with `routiine tenants add`)"
+            )
             continue
         if tenant.status == NEEDS_REAUTHORIZATION:
             # The stored reason gives the cause and the reconnect command (see control.tokens.reauthorization_message).
@@ -62,13 +71,21 @@ def due_tenants(
             skipped.append(f"{tenant.tenant_id}: status {tenant.status} ({reason})")
             continue
         decision = decide_interval(
-            store, tenant.tenant_id, now=now, policy=budget.policy(tenant.tenant_id), interval_policy=interval_policy
+            store,
+            tenant.tenant_id,
+            now=now,
+            policy=budget.policy(tenant.tenant_id),
+            interval_policy=interval_policy,
         )
         apply_decision(store, tenant.tenant_id, decision, at=now)
         interval = timedelta(minutes=decision.interval_minutes)
         next_at = tenant.last_sync_at + interval if tenant.last_sync_at else now
         if next_at > now + DUE_TOLERANCE:
-            what = "paused by the API budget, next usage check" if decision.mode == PAUSED else "not due until"
+            what = (
+                "paused by the API budget, next usage check"
+                if decision.mode == PAUSED
+                else "not due until"
+            )
             skipped.append(
                 f"{tenant.tenant_id}: {what} {next_at:%Y-%m-%d %H:%M} UTC "
                 f"(interval {decision.interval_minutes} min, {decision.mode}: {decision.reason})"
@@ -85,17 +102,26 @@ def due_tenants(
     job=sync_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "Every 15 minutes, one incremental run per connected tenant whose interval "
+        "(15, 30 or 60 minutes, chosen by the API budget) has passed. Stopped until "
+        "turned on in Automation, so a fresh instance calls no org by itself."
+    ),
 )
 def tenant_sync_schedule(context: dg.ScheduleEvaluationContext, budget: ApiBudget):
     """Request one incremental run per due tenant for the current month partition."""
-    now = context.scheduled_execution_time or datetime.now(timezone.utc)
-    now = now.astimezone(timezone.utc)
+    now = context.scheduled_execution_time or datetime.now(UTC)
+    now = now.astimezone(UTC)
     known = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     due, skipped = due_tenants(now, known, budget, mark_requested=True)
     for reason in skipped:
         context.log.info("Skipping tenant %s", reason)
     if not due:
-        return dg.SkipReason("No tenant due: " + "; ".join(skipped) if skipped else "No tenants configured")
+        return dg.SkipReason(
+            "No tenant due: " + "; ".join(skipped)
+            if skipped
+            else "No tenants configured"
+        )
     month = MonthWindow.containing(now).key
     return [
         dg.RunRequest(

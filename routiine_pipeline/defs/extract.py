@@ -5,22 +5,33 @@ object's query into one Composite request, while each object keeps its own
 asset, lineage, metadata and watermark.
 """
 
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from routiine_pipeline.control.store import load_tenant_mapping
 from routiine_pipeline.defs.partitions import tenant_month_partitions
 from routiine_pipeline.defs.resources import SalesforceConnection, TenantWarehouse
-from routiine_pipeline.extract.cycle import CycleStoppedError, ExtractPass, ObjectOutcome
-from routiine_pipeline.extract.deletes import DeleteCheck, DeleteCheckOutcome, DeleteCheckSettings
+from routiine_pipeline.extract.cycle import (
+    CycleStoppedError,
+    ExtractPass,
+    ObjectOutcome,
+)
+from routiine_pipeline.extract.deletes import (
+    DeleteCheck,
+    DeleteCheckOutcome,
+    DeleteCheckSettings,
+)
 from routiine_pipeline.extract.describe import load_describes
 from routiine_pipeline.extract.plan import plan_fields
 from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow
 from routiine_pipeline.mapping import EXTRACT_OBJECTS, default_fields
 from routiine_pipeline.salesforce.client import CallEvent
-from routiine_pipeline.salesforce.errors import BudgetExhaustedError, ReauthorizationRequiredError, RequestLimitExceededError
+from routiine_pipeline.salesforce.errors import (
+    BudgetExhaustedError,
+    ReauthorizationRequiredError,
+    RequestLimitExceededError,
+)
 from routiine_pipeline.salesforce.schema import STANDARD_SCHEMAS
 from routiine_pipeline.storage.raw_tables import raw_table_name
 
@@ -88,20 +99,30 @@ def salesforce_raw(
     """Read what changed in one tenant's org for one month window and commit it with its watermark."""
     keys = context.partition_key.keys_by_dimension
     tenant, month = keys["tenant"], keys["month"]
-    run_start = datetime.fromisoformat(config.run_start) if config.run_start else datetime.now(timezone.utc)
+    run_start = (
+        datetime.fromisoformat(config.run_start)
+        if config.run_start
+        else datetime.now(UTC)
+    )
     window = MonthWindow.from_key(month)
     current = MonthWindow.containing(run_start)
     # The current month's pass also gives the previous month its final pass until it is sealed.
     windows = [window.previous(), window] if window.key == current.key else [window]
-    phase = context.run.tags.get(PHASE_TAG) or ("incremental" if window.key == current.key else "backfill")
-    selected = [sobject for sobject, key in RAW_ASSET_KEYS.items() if key in context.selected_asset_keys]
+    phase = context.run.tags.get(PHASE_TAG) or (
+        "incremental" if window.key == current.key else "backfill"
+    )
+    selected = [
+        sobject
+        for sobject, key in RAW_ASSET_KEYS.items()
+        if key in context.selected_asset_keys
+    ]
     settings = ExtractSettings(
         overlap=timedelta(minutes=config.overlap_minutes),
         lag=timedelta(seconds=config.lag_seconds),
         window_restarts=config.window_restarts,
         bulk_threshold=config.bulk_threshold,
     )
-    pass_started = datetime.now(timezone.utc)
+    pass_started = datetime.now(UTC)
     delete_outcomes: dict[str, DeleteCheckOutcome] = {}
 
     try:
@@ -112,10 +133,21 @@ def salesforce_raw(
             mapping = load_tenant_mapping(tenant)
             describes = load_describes(client, conn, selected)
             plans = [
-                plan_fields(sobject, mapping.fields.get(sobject) or default_fields(sobject), describes.get(sobject))
+                plan_fields(
+                    sobject,
+                    mapping.fields.get(sobject) or default_fields(sobject),
+                    describes.get(sobject),
+                )
                 for sobject in selected
             ]
-            extract = ExtractPass(client, conn, tenant=tenant, settings=settings, run_start=run_start, logger=context.log)
+            extract = ExtractPass(
+                client,
+                conn,
+                tenant=tenant,
+                settings=settings,
+                run_start=run_start,
+                logger=context.log,
+            )
             stopped: CycleStoppedError | None = None
             try:
                 extract.run(plans, windows, full_refresh=config.full_refresh)
@@ -123,27 +155,42 @@ def salesforce_raw(
                 stopped = error
             if config.check_deletes and stopped is None:
                 check = DeleteCheck(
-                    client, conn, tenant=tenant, run_start=run_start, pass_started=pass_started,
-                    settings=DeleteCheckSettings(interval=timedelta(hours=config.delete_check_hours)),
+                    client,
+                    conn,
+                    tenant=tenant,
+                    run_start=run_start,
+                    pass_started=pass_started,
+                    settings=DeleteCheckSettings(
+                        interval=timedelta(hours=config.delete_check_hours)
+                    ),
                     logger=context.log,
                 )
                 try:
                     delete_outcomes = check.run(selected)
                 except (RequestLimitExceededError, BudgetExhaustedError) as error:
-                    stopped = CycleStoppedError(str(error), error_code=error.error_code, tenant=tenant)
+                    stopped = CycleStoppedError(
+                        str(error), error_code=error.error_code, tenant=tenant
+                    )
             table_rows = {
-                sobject: conn.execute(f"SELECT count(*) FROM {raw_table_name(sobject)}").fetchone()[0]
+                sobject: conn.execute(
+                    f"SELECT count(*) FROM {raw_table_name(sobject)}"
+                ).fetchone()[0]
                 for sobject in selected
             }
     except ReauthorizationRequiredError as error:
         raise dg.Failure(
-            description=f"Tenant {tenant} needs re-authorization: {error.message}", allow_retries=False
+            description=f"Tenant {tenant} needs re-authorization: {error.message}",
+            allow_retries=False,
         ) from None
 
     run_figures = guard.summary()
     context.log.info(
         "Tenant %s, month %s (%s): %d API calls, org usage %s",
-        tenant, month, phase, run_figures["api_calls"], run_figures["org_api_usage"],
+        tenant,
+        month,
+        phase,
+        run_figures["api_calls"],
+        run_figures["org_api_usage"],
     )
     failed = []
     for sobject in selected:
@@ -159,19 +206,36 @@ def salesforce_raw(
         raise dg.Failure(
             description=f"API limit reached for tenant {tenant}: {stopped.message}. Committed work is kept; "
             "the next run resumes from the watermarks.",
-            metadata={"api_calls": run_figures["api_calls"], "org_api_usage": run_figures["org_api_usage"]},
+            metadata={
+                "api_calls": run_figures["api_calls"],
+                "org_api_usage": run_figures["org_api_usage"],
+            },
             allow_retries=False,
         )
     if failed:
         details = "; ".join(f"{sobject}: {reason}" for sobject, reason in failed)
-        restarts = {sobject: extract.outcomes[sobject].restarts for sobject, _ in failed if sobject in extract.outcomes}
+        restarts = {
+            sobject: extract.outcomes[sobject].restarts
+            for sobject, _ in failed
+            if sobject in extract.outcomes
+        }
         raise dg.Failure(
             description=f"Tenant {tenant}, month {month}: {len(failed)} sObject(s) failed: {details}",
-            metadata={"window_restarts": dg.MetadataValue.json(restarts), **call_event_metadata(client.events)},
+            metadata={
+                "window_restarts": dg.MetadataValue.json(restarts),
+                **call_event_metadata(client.events),
+            },
         )
 
+    # Shown by `routiine tenants list` and the connect page.
+    salesforce.budget.control.store().update_tenant(
+        tenant, last_sync_at=datetime.now(UTC)
+    )
 
-def _metadata(outcome: ObjectOutcome, run_figures: dict, table_rows: int, month: str) -> dict:
+
+def _metadata(
+    outcome: ObjectOutcome, run_figures: dict, table_rows: int, month: str
+) -> dict:
     watermark = outcome.watermarks.get(month)
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(table_rows),
@@ -188,14 +252,18 @@ def _metadata(outcome: ObjectOutcome, run_figures: dict, table_rows: int, month:
         "read_method": outcome.read_method,
         "bulk_jobs": dg.MetadataValue.json(outcome.bulk_jobs),
         "run_api_calls": run_figures["api_calls"],
-        "run_api_calls_by_kind": dg.MetadataValue.json(run_figures["api_calls_by_kind"]),
+        "run_api_calls_by_kind": dg.MetadataValue.json(
+            run_figures["api_calls_by_kind"]
+        ),
         "org_api_usage": run_figures["org_api_usage"],
         "record_problems": len(outcome.problems),
     }
     if outcome.soql:
         metadata["soql"] = dg.MetadataValue.md(f"```sql\n{outcome.soql}\n```")
     if outcome.problems or outcome.warnings:
-        metadata["warnings"] = dg.MetadataValue.json((outcome.warnings + outcome.problems)[:50])
+        metadata["warnings"] = dg.MetadataValue.json(
+            (outcome.warnings + outcome.problems)[:50]
+        )
     return metadata
 
 
@@ -219,5 +287,7 @@ def call_event_metadata(events: list[CallEvent]) -> dict:
     return {
         "call_retries": sum(1 for event in events if event.kind == "retry"),
         "token_refreshes": sum(1 for event in events if event.kind == "refresh"),
-        "call_events": dg.MetadataValue.json([f"{event.kind}: {event.detail}" for event in events[:20]]),
+        "call_events": dg.MetadataValue.json(
+            [f"{event.kind}: {event.detail}" for event in events[:20]]
+        ),
     }

@@ -11,7 +11,9 @@ TENANT_PARTITIONS_NAME = "routiine_tenants"
 tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANT_PARTITIONS_NAME)
 
 # end_offset=1 adds the current, still open month, which incremental cycles write to.
-month_partitions = dg.MonthlyPartitionsDefinition(start_date=history_start(), end_offset=1)
+month_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=history_start(), end_offset=1
+)
 
 tenant_month_partitions = dg.MultiPartitionsDefinition(
     {"tenant": tenant_partitions, "month": month_partitions}

@@ -28,9 +28,13 @@ class TenantWarehouse(dg.ConfigurableResource):
     lock_wait_seconds: float = 30.0
 
     @contextmanager
-    def connect(self, tenant: str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, tenant: str, *, read_only: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         path = settings.tenant_database_path(tenant)
-        with open_database(path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds) as connection:
+        with open_database(
+            path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
+        ) as connection:
             yield connection
 
 
@@ -72,23 +76,37 @@ class ApiBudget(dg.ConfigurableResource):
     def policy(self, tenant: str) -> BudgetPolicy:
         """Return the tenant's caps: these defaults with its control-store overrides applied."""
         defaults = BudgetPolicy(
-            share=self.share, ceiling=self.ceiling, run_cap=self.run_cap,
+            share=self.share,
+            ceiling=self.ceiling,
+            run_cap=self.run_cap,
             stale_after=timedelta(minutes=self.stale_after_minutes),
         )
         return apply_overrides(self.control.store(), tenant, defaults)
 
     def interval_policy(self) -> IntervalPolicy:
         return IntervalPolicy(
-            normal_max=self.normal_max, pressure_max=self.pressure_max,
-            hysteresis=self.hysteresis, default_calls_per_run=self.default_calls_per_run,
+            normal_max=self.normal_max,
+            pressure_max=self.pressure_max,
+            hysteresis=self.hysteresis,
+            default_calls_per_run=self.default_calls_per_run,
         )
 
     def guard(
-        self, tenant: str, *, run_id: str | None, phase: str, clock: Callable[[], datetime] | None = None
+        self,
+        tenant: str,
+        *,
+        run_id: str | None,
+        phase: str,
+        clock: Callable[[], datetime] | None = None,
     ) -> BudgetGuard:
         store = self.control.store()
         return BudgetGuard(
-            store, tenant, self.policy(tenant), run_id=run_id, phase=phase, clock=clock or utcnow
+            store,
+            tenant,
+            self.policy(tenant),
+            run_id=run_id,
+            phase=phase,
+            clock=clock or utcnow,
         )
 
 
@@ -112,19 +130,29 @@ class SalesforceConnection(dg.ConfigurableResource):
     def vault(self) -> TokenVault:
         return TokenVault(load_keys(settings.routiine_home()))
 
-    def client(self, tenant: str, *, run_id: str | None, phase: str) -> tuple[SalesforceClient, BudgetGuard]:
+    def client(
+        self, tenant: str, *, run_id: str | None, phase: str
+    ) -> tuple[SalesforceClient, BudgetGuard]:
         store = self.budget.control.store()
         record = store.get_tenant(tenant)
         allow_loopback = self.allow_loopback or settings.loopback_allowed()
-        tokens = StoredTokens(store, self.vault(), self.oauth_app(), tenant, allow_loopback=allow_loopback)
+        tokens = StoredTokens(
+            store, self.vault(), self.oauth_app(), tenant, allow_loopback=allow_loopback
+        )
         guard = self.budget.guard(tenant, run_id=run_id, phase=phase)
         if not record.instance_url:
             raise ReauthorizationRequiredError(
                 f"tenant {tenant} has no instance URL: connect it with `routiine tenants connect {tenant}`",
                 tenant=tenant,
             )
-        instance_url = check_salesforce_url(record.instance_url, allow_loopback=allow_loopback)
+        instance_url = check_salesforce_url(
+            record.instance_url, allow_loopback=allow_loopback
+        )
         client = SalesforceClient(
-            instance_url=instance_url, tokens=tokens, guard=guard, api_version=self.api_version, tenant=tenant
+            instance_url=instance_url,
+            tokens=tokens,
+            guard=guard,
+            api_version=self.api_version,
+            tenant=tenant,
         )
         return client, guard

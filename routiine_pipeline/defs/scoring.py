@@ -69,7 +69,9 @@ def score_column_lineage() -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
             column: [
-                dg.TableColumnDep(asset_key=dg.AssetKey([s.table]), column_name=s.column)
+                dg.TableColumnDep(
+                    asset_key=dg.AssetKey([s.table]), column_name=s.column
+                )
                 for s in inputs
             ]
             for column, inputs in score_column_inputs().items()
@@ -105,7 +107,9 @@ def _preview_markdown(rows: list[tuple]) -> str:
     ],
     kinds={"duckdb", "python"},
     metadata={
-        "dagster/column_lineage": dg.MetadataValue.column_lineage(score_column_lineage()),
+        "dagster/column_lineage": dg.MetadataValue.column_lineage(
+            score_column_lineage()
+        ),
     },
     check_specs=[
         dg.AssetCheckSpec(

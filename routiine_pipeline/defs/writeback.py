@@ -1,6 +1,6 @@
 """The write-back asset, and the sensor that launches it when scores changed or retries are due."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -16,8 +16,16 @@ from routiine_pipeline.salesforce.errors import (
 )
 from routiine_pipeline.writeback.alerts import send_cycle_alert
 from routiine_pipeline.writeback.changes import pending_changes
-from routiine_pipeline.writeback.queue import RetrySettings, due_retries, publish_due_time
-from routiine_pipeline.writeback.writer import WritebackConfigError, check_writable, send_changes
+from routiine_pipeline.writeback.queue import (
+    RetrySettings,
+    due_retries,
+    publish_due_time,
+)
+from routiine_pipeline.writeback.writer import (
+    WritebackConfigError,
+    check_writable,
+    send_changes,
+)
 
 MOMENTUM_KEY = dg.AssetKey("momentum_score")
 WRITEBACK_KEY = dg.AssetKey("opportunity_writeback")
@@ -55,7 +63,7 @@ def opportunity_writeback(
     every per-record result kept in `writeback_log`, failed records retried on later cycles."""
     tenant = context.partition_key
     phase = context.run.tags.get("routiine/phase", "writeback")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     retry = RetrySettings(
         base_backoff=timedelta(seconds=config.base_backoff_seconds),
         max_backoff=timedelta(seconds=config.max_backoff_seconds),
@@ -70,13 +78,27 @@ def opportunity_writeback(
             describe = load_describes(client, conn, ["Opportunity"]).get("Opportunity")
             check_writable(describe, tenant)
             changes = pending_changes(conn)
-            context.log.info("Tenant %s: %d Opportunities have changed Routiine values", tenant, len(changes))
+            context.log.info(
+                "Tenant %s: %d Opportunities have changed Routiine values",
+                tenant,
+                len(changes),
+            )
             report = send_changes(
-                client, conn, changes, tenant=tenant, run_id=context.run_id, logger=context.log, now=now, retry=retry
+                client,
+                conn,
+                changes,
+                tenant=tenant,
+                run_id=context.run_id,
+                logger=context.log,
+                now=now,
+                retry=retry,
             )
             publish_due_time(store, conn, tenant, now)
     except ReauthorizationRequiredError as error:
-        raise dg.Failure(description=f"Tenant {tenant} needs re-authorization: {error.message}", allow_retries=False) from None
+        raise dg.Failure(
+            description=f"Tenant {tenant} needs re-authorization: {error.message}",
+            allow_retries=False,
+        ) from None
     except WritebackConfigError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except (BudgetExhaustedError, RequestLimitExceededError) as error:
@@ -87,11 +109,15 @@ def opportunity_writeback(
             allow_retries=False,
         ) from None
 
-    alert = send_cycle_alert(store, tenant, report.alerts, run_id=context.run_id, at=now)
+    alert = send_cycle_alert(
+        store, tenant, report.alerts, run_id=context.run_id, at=now
+    )
     if report.failures:
         context.log.warning(
             "Tenant %s: %d write-back failures this run (%d transient, retried on a later cycle)",
-            tenant, report.failed + report.transient, report.transient,
+            tenant,
+            report.failed + report.transient,
+            report.transient,
         )
     figures = guard.summary()
     metadata = {
@@ -118,11 +144,21 @@ def opportunity_writeback(
 
 
 writeback_job = dg.define_asset_job(
-    "opportunity_writeback_job", selection=[WRITEBACK_KEY], tags={"routiine/phase": "writeback"}
+    "opportunity_writeback_job",
+    selection=[WRITEBACK_KEY],
+    tags={"routiine/phase": "writeback"},
 )
 
 
-@dg.sensor(job=writeback_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=writeback_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Requests a write-back for each tenant whose momentum scores changed since "
+        "its last write-back, or whose write-back retries are due."
+    ),
+)
 def writeback_sensor(context: dg.SensorEvaluationContext):
     """Request a write-back for each tenant whose momentum scores changed or whose retries are due.
 
@@ -133,7 +169,9 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
     """
     after = int(context.cursor) if context.cursor else None
     result = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=MOMENTUM_KEY, after_storage_id=after), limit=1000, ascending=True
+        dg.AssetRecordsFilter(asset_key=MOMENTUM_KEY, after_storage_id=after),
+        limit=1000,
+        ascending=True,
     )
     tenants: dict[str, int] = {}
     newest = after
@@ -146,6 +184,13 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
         count = changed.value if changed is not None else 1
         if count:
             tenants[materialization.partition] = record.storage_id
+    # A write-back that ran after the score (launched by the demo or by hand)
+    # already sent it; the cursor alone would not know that.
+    tenants = {
+        tenant: storage_id
+        for tenant, storage_id in tenants.items()
+        if _latest_writeback_id(context.instance, tenant) < storage_id
+    }
     requests = [
         dg.RunRequest(
             run_key=f"writeback-{tenant}-{storage_id}",
@@ -154,8 +199,10 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
         )
         for tenant, storage_id in sorted(tenants.items())
     ]
-    now = datetime.now(timezone.utc)
-    for tenant, due_at in sorted(due_retries(open_control_store(settings.control_store_url()), now).items()):
+    now = datetime.now(UTC)
+    for tenant, due_at in sorted(
+        due_retries(open_control_store(settings.control_store_url()), now).items()
+    ):
         if tenant not in tenants:
             requests.append(
                 dg.RunRequest(
@@ -169,3 +216,13 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
     if not requests:
         return dg.SkipReason("No changed momentum scores and no write-back retry due")
     return requests
+
+
+def _latest_writeback_id(instance: dg.DagsterInstance, tenant: str) -> int:
+    """Return the storage id of the tenant's newest write-back materialization, or 0."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=WRITEBACK_KEY, asset_partitions=[tenant]),
+        limit=1,
+        ascending=False,
+    ).records
+    return records[0].storage_id if records else 0

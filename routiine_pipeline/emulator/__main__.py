@@ -72,8 +72,15 @@ def main(argv: list[str] | None = None) -> None:
         page_size=args.page_size,
     )
     server.start()
+    # The emulator's client secret is a fixed local test credential, not a
+    # customer secret, so printing it is how a user connects a tenant to it.
     print(
-        f"Salesforce emulator running at {server.url} (client_id {server.client.client_id}); press Ctrl-C to stop",
+        f"Salesforce emulator running at {server.url}; press Ctrl-C to stop.\n"
+        "Connect a tenant to it from another shell:\n"
+        f"  export ROUTIINE_ALLOW_LOOPBACK=1 ROUTIINE_SF_CLIENT_ID={server.client.client_id} "
+        f"ROUTIINE_SF_CLIENT_SECRET={server.client.client_secret}\n"
+        f"  routiine tenants add TENANT --login-url {server.url}\n"
+        "  routiine tenants connect TENANT",
         flush=True,
     )
     try:

@@ -146,17 +146,25 @@ def _create(org: Org, store: BulkJobStore, request: Request, version: str) -> Re
     try:
         body = request.json_body()
     except ValueError as error:
-        return error_response(400, "JSON_PARSER_ERROR", f"The request body is not valid JSON: {error}")
+        return error_response(
+            400, "JSON_PARSER_ERROR", f"The request body is not valid JSON: {error}"
+        )
     if not isinstance(body, dict):
-        return error_response(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+        return error_response(
+            400, "JSON_PARSER_ERROR", "The request body must be a JSON object"
+        )
 
     operation, soql = body.get("operation"), body.get("query")
     if operation not in OPERATIONS:
         return error_response(
-            400, "INVALIDJOB", f"Invalid operation {operation!r}; expected one of {', '.join(OPERATIONS)}"
+            400,
+            "INVALIDJOB",
+            f"Invalid operation {operation!r}; expected one of {', '.join(OPERATIONS)}",
         )
     if not isinstance(soql, str) or not soql.strip():
-        return error_response(400, "INVALIDJOB", "The query job needs a non-empty 'query'")
+        return error_response(
+            400, "INVALIDJOB", "The query job needs a non-empty 'query'"
+        )
     if body.get("contentType", "CSV") != "CSV":
         return error_response(400, "INVALIDJOB", "Only contentType CSV is supported")
 
@@ -167,7 +175,9 @@ def _create(org: Org, store: BulkJobStore, request: Request, version: str) -> Re
         # SOQL error code or a generic one here is not confirmed.
         return error_response(400, error.error_code, error.message)
     if compiled.is_count:
-        return error_response(400, "INVALIDJOB", "Aggregate queries are not supported by Bulk API 2.0")
+        return error_response(
+            400, "INVALIDJOB", "Aggregate queries are not supported by Bulk API 2.0"
+        )
 
     header = [spec.name for spec in compiled.select]
     with store.lock:
@@ -185,7 +195,9 @@ def _create(org: Org, store: BulkJobStore, request: Request, version: str) -> Re
             store.fail_next -= 1
             job.error_message = "InternalServerError : retry the job"
         store.jobs[job.id] = job
-    logger.info("Bulk query job %s created on %s: %d rows", job.id, job.sobject, len(job.rows))
+    logger.info(
+        "Bulk query job %s created on %s: %d rows", job.id, job.sobject, len(job.rows)
+    )
     return json_response(200, job.info())
 
 
@@ -206,10 +218,14 @@ def _abort(store: BulkJobStore, job: BulkQueryJob, request: Request) -> Response
     except ValueError as error:
         return error_response(400, "JSON_PARSER_ERROR", str(error))
     if not isinstance(body, dict) or body.get("state") != "Aborted":
-        return error_response(400, "INVALIDJOBSTATE", "A query job can only be set to state Aborted")
+        return error_response(
+            400, "INVALIDJOBSTATE", "A query job can only be set to state Aborted"
+        )
     with store.lock:
         if job.state in ("JobComplete", "Failed", "Aborted"):
-            return error_response(400, "INVALIDJOBSTATE", f"Job {job.id} is already {job.state}")
+            return error_response(
+                400, "INVALIDJOBSTATE", f"Job {job.id} is already {job.state}"
+            )
         job.state = "Aborted"
         return json_response(200, job.info())
 
@@ -217,11 +233,17 @@ def _abort(store: BulkJobStore, job: BulkQueryJob, request: Request) -> Response
 def _results(job: BulkQueryJob, request: Request) -> Response:
     if job.state != "JobComplete":
         return error_response(
-            412, "JOB_NOT_COMPLETE", f"Job {job.id} is not complete. Current status: {job.state}"
+            412,
+            "JOB_NOT_COMPLETE",
+            f"Job {job.id} is not complete. Current status: {job.state}",
         )
     max_text = request.query.get("maxRecords")
     if max_text is not None and (not max_text.isdigit() or int(max_text) < 1):
-        return error_response(400, "INVALIDREQUEST", f"maxRecords must be a positive integer, got {max_text!r}")
+        return error_response(
+            400,
+            "INVALIDREQUEST",
+            f"maxRecords must be a positive integer, got {max_text!r}",
+        )
     max_records = int(max_text) if max_text else DEFAULT_MAX_RECORDS
     offset = _offset_of(request.query.get("locator"))
     if offset is None or offset > len(job.rows):
@@ -235,7 +257,9 @@ def _results(job: BulkQueryJob, request: Request) -> Response:
     writer.writerows(chunk)
     headers = {
         "Content-Type": CSV_CONTENT_TYPE,
-        "Sforce-Locator": _locator(next_offset) if next_offset < len(job.rows) else "null",
+        "Sforce-Locator": _locator(next_offset)
+        if next_offset < len(job.rows)
+        else "null",
         "Sforce-NumberOfRecords": str(len(chunk)),
     }
     return Response(200, buffer.getvalue().encode("utf-8"), headers)

@@ -42,7 +42,9 @@ class BulkSettings:
             raise ValueError(f"max_records {self.max_records} must be at least 1")
 
 
-def wants_bulk(settings: ExtractSettings, page: dict[str, Any], *, first_page: bool) -> bool:
+def wants_bulk(
+    settings: ExtractSettings, page: dict[str, Any], *, first_page: bool
+) -> bool:
     """Tell whether a window whose first page is `page` should be read by a Bulk job."""
     threshold = settings.bulk_threshold
     if not first_page or threshold <= 0 or page.get("done"):
@@ -63,11 +65,15 @@ class BulkReadMixin:
 
         def _consume_page(self, stream: _Stream, page: dict) -> bool: ...
 
-        def _restart_or_fail(self, stream: _Stream, error: errors.SalesforceError) -> bool: ...
+        def _restart_or_fail(
+            self, stream: _Stream, error: errors.SalesforceError
+        ) -> bool: ...
 
         def _pause_before_restart(self, restarts: int) -> None: ...
 
-        def _stop(self, outcome: ObjectOutcome, error: errors.SalesforceError) -> Exception: ...
+        def _stop(
+            self, outcome: ObjectOutcome, error: errors.SalesforceError
+        ) -> Exception: ...
 
     def _read_through_bulk(self, stream: _Stream) -> None:
         """Read one window with a Bulk job, restarting it (new job) on faults, within the restart limit."""
@@ -78,20 +84,34 @@ class BulkReadMixin:
             try:
                 self._read_job(api, stream)
                 return
-            except (errors.RequestLimitExceededError, errors.BudgetExhaustedError) as error:
+            except (
+                errors.RequestLimitExceededError,
+                errors.BudgetExhaustedError,
+            ) as error:
                 raise self._stop(outcome, error) from None
             except errors.TotalSizeMismatchError as error:
                 outcome.error = str(error)
                 self.log.error(str(error))
                 return
-            except (errors.TransientError, errors.BulkJobError, errors.InvalidQueryLocatorError) as error:
+            except (
+                errors.TransientError,
+                errors.BulkJobError,
+                errors.InvalidQueryLocatorError,
+            ) as error:
                 error.with_context(sobject=stream.plan.sobject)
                 if not self._restart_or_fail(stream, error):
                     return
                 self._pause_before_restart(outcome.restarts)
             except errors.SalesforceApiError as error:
-                outcome.error = str(error.with_context(tenant=self.tenant, sobject=stream.plan.sobject))
-                self.log.error("Tenant %s, %s: Bulk read failed: %s", self.tenant, stream.plan.sobject, error)
+                outcome.error = str(
+                    error.with_context(tenant=self.tenant, sobject=stream.plan.sobject)
+                )
+                self.log.error(
+                    "Tenant %s, %s: Bulk read failed: %s",
+                    self.tenant,
+                    stream.plan.sobject,
+                    error,
+                )
                 return
 
     def _read_job(self, api: BulkQueryApi, stream: _Stream) -> None:
@@ -102,11 +122,17 @@ class BulkReadMixin:
         job = api.wait_for_job(job.id, self.bulk.poll)
         self.log.info(
             "Tenant %s, %s: Bulk job %s complete with %s records in %.1f s",
-            self.tenant, sobject, job.id, job.records_processed, time.monotonic() - started,
+            self.tenant,
+            sobject,
+            job.id,
+            job.records_processed,
+            time.monotonic() - started,
         )
         locator: str | None = None
         while True:
-            chunk = api.get_results(job.id, locator=locator, max_records=self.bulk.max_records)
+            chunk = api.get_results(
+                job.id, locator=locator, max_records=self.bulk.max_records
+            )
             records = records_from_csv(chunk.csv_text, stream.plan.selected)
             if len(records) != chunk.record_count:
                 raise errors.TotalSizeMismatchError(
@@ -124,7 +150,9 @@ class BulkReadMixin:
                 "totalSize": total,
                 "done": done,
                 "records": records,
-                "nextRecordsUrl": None if done else f"bulk:{job.id}:{chunk.next_locator}",
+                "nextRecordsUrl": None
+                if done
+                else f"bulk:{job.id}:{chunk.next_locator}",
             }
             if not self._consume_page(stream, page):
                 return

@@ -22,11 +22,25 @@ from routiine_pipeline.extract.crashpoints import crash_point
 from routiine_pipeline.extract.describe import forget_describe
 from routiine_pipeline.extract.plan import FieldPlan
 from routiine_pipeline.extract.records import convert_record
-from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow, QueryBounds, query_bounds
+from routiine_pipeline.extract.windows import (
+    ExtractSettings,
+    MonthWindow,
+    QueryBounds,
+    query_bounds,
+)
 from routiine_pipeline.salesforce import errors
-from routiine_pipeline.salesforce.client import MAX_COMPOSITE_QUERIES, SalesforceClient, error_from_body
+from routiine_pipeline.salesforce.client import (
+    MAX_COMPOSITE_QUERIES,
+    SalesforceClient,
+    error_from_body,
+)
 from routiine_pipeline.salesforce.soql import window_query
-from routiine_pipeline.storage.raw_writer import WatermarkUpdate, commit_rows, ensure_tables, read_watermarks
+from routiine_pipeline.storage.raw_writer import (
+    WatermarkUpdate,
+    commit_rows,
+    ensure_tables,
+    read_watermarks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +51,7 @@ class CycleStoppedError(errors.SalesforceError):
 
 @dataclass
 class ObjectOutcome:
-    """What one sObject's pass did: the figures a user looks for in run metadata."""
+    """Outcome of one sObject's pass: the figures a user looks for in run metadata."""
 
     sobject: str
     soql: str | None = None
@@ -109,7 +123,11 @@ class ExtractPass(BulkReadMixin):
         self._bulk_queue: list[_Stream] = []
 
     def run(
-        self, plans: list[FieldPlan], windows: list[MonthWindow], *, full_refresh: bool = False
+        self,
+        plans: list[FieldPlan],
+        windows: list[MonthWindow],
+        *,
+        full_refresh: bool = False,
     ) -> dict[str, ObjectOutcome]:
         """Extract every planned sObject over the windows; outcomes stay readable if it raises."""
         outcomes = self.outcomes
@@ -124,14 +142,30 @@ class ExtractPass(BulkReadMixin):
             marks = read_watermarks(self.conn, plan.sobject)
             open_windows = [w for w in windows if full_refresh or not _sealed(marks, w)]
             bounds = query_bounds(
-                open_windows, marks, run_start=self.run_start, settings=self.settings, full_refresh=full_refresh
+                open_windows,
+                marks,
+                run_start=self.run_start,
+                settings=self.settings,
+                full_refresh=full_refresh,
             )
             if bounds is None:
                 outcome.done = True
-                outcome.watermarks = {w.key: _iso(marks[w.key].watermark) if w.key in marks else None for w in windows}
+                outcome.watermarks = {
+                    w.key: _iso(marks[w.key].watermark) if w.key in marks else None
+                    for w in windows
+                }
                 continue
-            soql = window_query(plan.sobject, [spec.name for spec in plan.selected], lower=bounds.lower, upper=bounds.upper)
-            outcome.soql, outcome.lower, outcome.upper = soql, _iso(bounds.lower), _iso(bounds.upper)
+            soql = window_query(
+                plan.sobject,
+                [spec.name for spec in plan.selected],
+                lower=bounds.lower,
+                upper=bounds.upper,
+            )
+            outcome.soql, outcome.lower, outcome.upper = (
+                soql,
+                _iso(bounds.lower),
+                _iso(bounds.upper),
+            )
             queue.append(_Stream(plan, bounds, soql, outcome))
 
         while queue:
@@ -139,7 +173,9 @@ class ExtractPass(BulkReadMixin):
             restarts_before = sum(stream.outcome.restarts for stream in batch)
             queue.extend(self._run_batch(batch))
             if sum(stream.outcome.restarts for stream in batch) > restarts_before:
-                self._pause_before_restart(max(stream.outcome.restarts for stream in batch))
+                self._pause_before_restart(
+                    max(stream.outcome.restarts for stream in batch)
+                )
         while self._bulk_queue:
             self._read_through_bulk(self._bulk_queue.pop(0))
         return outcomes
@@ -148,7 +184,8 @@ class ExtractPass(BulkReadMixin):
         subrequests = [
             {
                 "method": "GET",
-                "url": stream.next_url or self.client.query_url(stream.soql, include_deleted=True),
+                "url": stream.next_url
+                or self.client.query_url(stream.soql, include_deleted=True),
                 "referenceId": f"q{index}_{stream.plan.sobject}",
             }
             for index, stream in enumerate(batch)
@@ -159,40 +196,59 @@ class ExtractPass(BulkReadMixin):
         except (errors.RequestLimitExceededError, errors.BudgetExhaustedError) as error:
             for stream in batch:
                 stream.outcome.error = str(error)
-            raise CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant) from None
+            raise CycleStoppedError(
+                str(error), error_code=error.error_code, tenant=self.tenant
+            ) from None
         except errors.TransientError as error:
             # The client already retried the composite call itself; each window now restarts.
             return [s for s in batch if self._restart_or_fail(s, error)]
 
         follow_up: list[_Stream] = []
         crash_point("cycle.after_composite")
-        for stream, response in zip(batch, responses):
+        for stream, response in zip(batch, responses, strict=True):
             status = response.get("httpStatusCode", 500)
             body = response.get("body")
             if status != 200:
-                error = error_from_body(body, status, tenant=self.tenant).with_context(sobject=stream.plan.sobject)
+                error = error_from_body(body, status, tenant=self.tenant).with_context(
+                    sobject=stream.plan.sobject
+                )
                 if status >= 500 and not isinstance(error, errors.TransientError):
                     error = errors.TransientError(
-                        error.message, error_code=error.error_code, status=status, tenant=self.tenant,
+                        error.message,
+                        error_code=error.error_code,
+                        status=status,
+                        tenant=self.tenant,
                         sobject=stream.plan.sobject,
                     )
                 if isinstance(error, errors.RequestLimitExceededError):
                     raise self._stop(stream.outcome, error)
-                if isinstance(error, (errors.InvalidQueryLocatorError, errors.TransientError)):
+                if isinstance(
+                    error, (errors.InvalidQueryLocatorError, errors.TransientError)
+                ):
                     if self._restart_or_fail(stream, error):
                         follow_up.append(stream)
                     continue
                 stream.outcome.error = str(error)
-                self.log.error("Tenant %s, %s: query failed: %s", self.tenant, stream.plan.sobject, error)
+                self.log.error(
+                    "Tenant %s, %s: query failed: %s",
+                    self.tenant,
+                    stream.plan.sobject,
+                    error,
+                )
                 if error.error_code == "INVALID_FIELD":
                     # The cached describe still lists a field the org no longer shows; the next run re-reads it.
                     forget_describe(self.conn, stream.plan.sobject)
                 continue
-            if stream.next_url is None and wants_bulk(self.settings, body, first_page=True):
+            if stream.next_url is None and wants_bulk(
+                self.settings, body, first_page=True
+            ):
                 self.log.info(
                     "Tenant %s, %s: %s records in the window, above the Bulk threshold of %d; "
                     "reading it through a Bulk API 2.0 query job",
-                    self.tenant, stream.plan.sobject, body.get("totalSize"), self.settings.bulk_threshold,
+                    self.tenant,
+                    stream.plan.sobject,
+                    body.get("totalSize"),
+                    self.settings.bulk_threshold,
                 )
                 self._bulk_queue.append(stream)
                 continue
@@ -206,12 +262,21 @@ class ExtractPass(BulkReadMixin):
 
     def _restart_or_fail(self, stream: _Stream, error: errors.SalesforceError) -> bool:
         if stream.outcome.restarts >= self.settings.window_restarts:
-            stream.outcome.error = f"{error} (gave up after {stream.outcome.restarts} restarts)"
-            self.log.error("Tenant %s, %s: %s", self.tenant, stream.plan.sobject, stream.outcome.error)
+            stream.outcome.error = (
+                f"{error} (gave up after {stream.outcome.restarts} restarts)"
+            )
+            self.log.error(
+                "Tenant %s, %s: %s",
+                self.tenant,
+                stream.plan.sobject,
+                stream.outcome.error,
+            )
             return False
         self.log.warning(
             "Tenant %s, %s: %s; restarting the window from its committed watermark",
-            self.tenant, stream.plan.sobject, error,
+            self.tenant,
+            stream.plan.sobject,
+            error,
         )
         stream.restart()
         return True
@@ -222,9 +287,13 @@ class ExtractPass(BulkReadMixin):
         if pause > 0:
             time.sleep(pause)
 
-    def _stop(self, outcome: ObjectOutcome, error: errors.SalesforceError) -> CycleStoppedError:
+    def _stop(
+        self, outcome: ObjectOutcome, error: errors.SalesforceError
+    ) -> CycleStoppedError:
         outcome.error = str(error)
-        return CycleStoppedError(str(error), error_code=error.error_code, tenant=self.tenant)
+        return CycleStoppedError(
+            str(error), error_code=error.error_code, tenant=self.tenant
+        )
 
     def _consume_page(self, stream: _Stream, page: dict) -> bool:
         """Commit one page; return True when more pages follow."""
@@ -235,7 +304,9 @@ class ExtractPass(BulkReadMixin):
             try:
                 row, problems = convert_record(sobject, record, stream.plan.stored)
             except ValueError as error:
-                outcome.problems.append(f"tenant {self.tenant}: {error}; record skipped")
+                outcome.problems.append(
+                    f"tenant {self.tenant}: {error}; record skipped"
+                )
                 self.log.warning("Tenant %s: %s; record skipped", self.tenant, error)
                 continue
             for problem in problems:
@@ -261,7 +332,14 @@ class ExtractPass(BulkReadMixin):
         updates: list[WatermarkUpdate] = []
         if done:
             if stream.received != outcome.total_size:
-                commit_rows(self.conn, sobject, stream.plan.stored, rows, window_of_row=window_of_row, watermark_updates=[])
+                commit_rows(
+                    self.conn,
+                    sobject,
+                    stream.plan.stored,
+                    rows,
+                    window_of_row=window_of_row,
+                    watermark_updates=[],
+                )
                 raise errors.TotalSizeMismatchError(
                     f"tenant {self.tenant}, {sobject}: received {stream.received} records but the query "
                     f"reported totalSize {outcome.total_size}; a page went missing, so the watermark "
@@ -270,16 +348,30 @@ class ExtractPass(BulkReadMixin):
                     sobject=sobject,
                 )
             updates = self._watermark_updates(stream)
-        commit_rows(self.conn, sobject, stream.plan.stored, rows, window_of_row=window_of_row, watermark_updates=updates)
+        commit_rows(
+            self.conn,
+            sobject,
+            stream.plan.stored,
+            rows,
+            window_of_row=window_of_row,
+            watermark_updates=updates,
+        )
         crash_point("cycle.page_committed")
         self.log.info(
             "Tenant %s, %s: page %d committed, %d/%s records",
-            self.tenant, sobject, outcome.pages, stream.received, outcome.total_size,
+            self.tenant,
+            sobject,
+            outcome.pages,
+            stream.received,
+            outcome.total_size,
         )
         if done:
             outcome.done = True
             marks = read_watermarks(self.conn, sobject)
-            outcome.watermarks = {w.key: _iso(marks[w.key].watermark) if w.key in marks else None for w in stream.bounds.windows}
+            outcome.watermarks = {
+                w.key: _iso(marks[w.key].watermark) if w.key in marks else None
+                for w in stream.bounds.windows
+            }
             outcome.sealed = [u.window_key for u in updates if u.seal]
             return False
         stream.next_url = page.get("nextRecordsUrl")
@@ -313,4 +405,6 @@ def _sealed(marks, window: MonthWindow) -> bool:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if value is not None else None
+    return (
+        value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if value is not None else None
+    )

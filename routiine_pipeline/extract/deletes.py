@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import duckdb
@@ -28,8 +28,16 @@ import duckdb
 from routiine_pipeline.extract.id_scan import scan_ids
 from routiine_pipeline.extract.records import parse_datetime
 from routiine_pipeline.salesforce import errors
-from routiine_pipeline.salesforce.client import MAX_COMPOSITE_SUBREQUESTS, SalesforceClient, error_from_body
-from routiine_pipeline.storage.raw_writer import count_rows_extracted_before, live_ids, tombstone_rows
+from routiine_pipeline.salesforce.client import (
+    MAX_COMPOSITE_SUBREQUESTS,
+    SalesforceClient,
+    error_from_body,
+)
+from routiine_pipeline.storage.raw_writer import (
+    count_rows_extracted_before,
+    live_ids,
+    tombstone_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +111,9 @@ class DeleteCheck:
     settings: DeleteCheckSettings = field(default_factory=DeleteCheckSettings)
     logger: logging.Logger = log
 
-    def run(self, sobjects: list[str], *, force: bool = False) -> dict[str, DeleteCheckOutcome]:
+    def run(
+        self, sobjects: list[str], *, force: bool = False
+    ) -> dict[str, DeleteCheckOutcome]:
         """Check each due sObject (all with `force`) and return an outcome per sObject."""
         self.conn.execute(_DDL)
         states = self._read_states()
@@ -114,7 +124,11 @@ class DeleteCheck:
         for sobject in sobjects:
             outcome = outcomes[sobject]
             state = states.get(sobject)
-            if state is not None and not force and self.run_start - state.last_checked_at < self.settings.interval:
+            if (
+                state is not None
+                and not force
+                and self.run_start - state.last_checked_at < self.settings.interval
+            ):
                 outcome.reason = f"last checked {_iso(state.last_checked_at)}"
                 continue
             if state is None or state.checked_through is None:
@@ -124,14 +138,19 @@ class DeleteCheck:
                 else:
                     # Every stored row was read by this pass, after run_start, so deletes
                     # before run_start cannot concern them: start the log from here.
-                    outcome.method, outcome.reason = "baseline", "first check, no older rows"
+                    outcome.method, outcome.reason = (
+                        "baseline",
+                        "first check, no older rows",
+                    )
                     self._save(sobject, self.run_start, "baseline", 0)
                 continue
             if state.checked_through < floor:
                 outcome.reason = f"last check through {_iso(state.checked_through)} is beyond the 15-day delete log"
                 reconcile.append(sobject)
                 continue
-            from_log[sobject] = max(state.checked_through - self.settings.overlap, floor)
+            from_log[sobject] = max(
+                state.checked_through - self.settings.overlap, floor
+            )
 
         reconcile += self._apply_delete_log(from_log, outcomes)
         if reconcile:
@@ -140,7 +159,9 @@ class DeleteCheck:
 
     # -- the delete log --------------------------------------------------------
 
-    def _apply_delete_log(self, starts: dict[str, datetime], outcomes: dict[str, DeleteCheckOutcome]) -> list[str]:
+    def _apply_delete_log(
+        self, starts: dict[str, datetime], outcomes: dict[str, DeleteCheckOutcome]
+    ) -> list[str]:
         """Tombstone what /deleted reports; return the sObjects whose log has a gap."""
         gaps: list[str] = []
         names = list(starts)
@@ -161,14 +182,24 @@ class DeleteCheck:
             except errors.TransientError as error:
                 # The client retried already. The attempt is not recorded, so the next cycle tries again.
                 for sobject in chunk:
-                    self._fail(outcomes[sobject], error.with_context(sobject=sobject), record_attempt=False)
+                    self._fail(
+                        outcomes[sobject],
+                        error.with_context(sobject=sobject),
+                        record_attempt=False,
+                    )
                 continue
-            for sobject, response in zip(chunk, responses):
+            for sobject, response in zip(chunk, responses, strict=True):
                 outcome = outcomes[sobject]
-                outcome.method, outcome.start, outcome.end = "deleted", _iso(starts[sobject]), _iso(end)
+                outcome.method, outcome.start, outcome.end = (
+                    "deleted",
+                    _iso(starts[sobject]),
+                    _iso(end),
+                )
                 status, body = response.get("httpStatusCode", 500), response.get("body")
                 if status != 200:
-                    error = error_from_body(body, status, tenant=self.tenant).with_context(sobject=sobject)
+                    error = error_from_body(
+                        body, status, tenant=self.tenant
+                    ).with_context(sobject=sobject)
                     if error.error_code == "INVALID_REPLICATION_DATE":
                         outcome.reason = f"/deleted rejected the range: {error.message}"
                         gaps.append(sobject)
@@ -179,29 +210,43 @@ class DeleteCheck:
                     gaps.append(sobject)
         return gaps
 
-    def _apply_log_result(self, sobject: str, start: datetime, body: dict, outcome: DeleteCheckOutcome) -> bool:
+    def _apply_log_result(
+        self, sobject: str, start: datetime, body: dict, outcome: DeleteCheckOutcome
+    ) -> bool:
         """Tombstone the reported records and save the state; return True when the log has a gap."""
-        deletions = {entry["id"]: parse_datetime(entry["deletedDate"]) for entry in body.get("deletedRecords", [])}
+        deletions = {
+            entry["id"]: parse_datetime(entry["deletedDate"])
+            for entry in body.get("deletedRecords", [])
+        }
         outcome.reported = len(deletions)
         outcome.tombstoned = tombstone_rows(self.conn, sobject, deletions)
         earliest = parse_datetime(body["earliestDateAvailable"])
         covered = parse_datetime(body["latestDateCovered"])
         self.logger.info(
             "Tenant %s, %s: /deleted reported %d records since %s, %d tombstoned",
-            self.tenant, sobject, outcome.reported, _iso(start), outcome.tombstoned,
+            self.tenant,
+            sobject,
+            outcome.reported,
+            _iso(start),
+            outcome.tombstoned,
         )
         if earliest > start:
-            outcome.reason = (
-                f"delete log starts at {_iso(earliest)}, after the requested {_iso(start)}: entries were purged"
-            )
+            outcome.reason = f"delete log starts at {_iso(earliest)}, after the requested {_iso(start)}: entries were purged"
             return True
         self._save(sobject, covered, "deleted", outcome.tombstoned)
         return False
 
     # -- full Id reconciliation --------------------------------------------------
 
-    def _reconcile(self, sobjects: list[str], outcomes: dict[str, DeleteCheckOutcome]) -> None:
-        scans = scan_ids(self.client, sobjects, restarts=self.settings.id_scan_restarts, logger=self.logger)
+    def _reconcile(
+        self, sobjects: list[str], outcomes: dict[str, DeleteCheckOutcome]
+    ) -> None:
+        scans = scan_ids(
+            self.client,
+            sobjects,
+            restarts=self.settings.id_scan_restarts,
+            logger=self.logger,
+        )
         for sobject in sobjects:
             outcome = outcomes[sobject]
             outcome.method = "reconcile"
@@ -211,21 +256,41 @@ class DeleteCheck:
                 continue
             stored = live_ids(self.conn, sobject)
             remote = {record_id[:15] for record_id in scan.ids}
-            missing = {record_id: self.run_start for record_id in stored if record_id[:15] not in remote}
+            missing = {
+                record_id: self.run_start
+                for record_id in stored
+                if record_id[:15] not in remote
+            }
             tombstoned = tombstone_rows(self.conn, sobject, missing)
             outcome.tombstoned += tombstoned
             self.logger.info(
                 "Tenant %s, %s: Id reconciliation over %d Ids in Salesforce and %d stored: %d tombstoned (%s)",
-                self.tenant, sobject, len(scan.ids), len(stored), tombstoned, outcome.reason,
+                self.tenant,
+                sobject,
+                len(scan.ids),
+                len(stored),
+                tombstoned,
+                outcome.reason,
             )
             # The Id scan ran after run_start, so the delete log can take over from there.
             self._save(sobject, self.run_start, "reconcile", outcome.tombstoned)
 
     # -- state ---------------------------------------------------------------------
 
-    def _fail(self, outcome: DeleteCheckOutcome, error: errors.SalesforceError, *, record_attempt: bool = True) -> None:
+    def _fail(
+        self,
+        outcome: DeleteCheckOutcome,
+        error: errors.SalesforceError,
+        *,
+        record_attempt: bool = True,
+    ) -> None:
         outcome.error = str(error)
-        self.logger.error("Tenant %s, %s: delete check failed: %s", self.tenant, outcome.sobject, error)
+        self.logger.error(
+            "Tenant %s, %s: delete check failed: %s",
+            self.tenant,
+            outcome.sobject,
+            error,
+        )
         if not record_attempt:
             return
         # Record the attempt so a persistent failure is retried once per interval, not every cycle.
@@ -238,7 +303,9 @@ class DeleteCheck:
             [outcome.sobject, self.run_start, str(error)],
         )
 
-    def _save(self, sobject: str, checked_through: datetime, method: str, tombstoned: int) -> None:
+    def _save(
+        self, sobject: str, checked_through: datetime, method: str, tombstoned: int
+    ) -> None:
         self.conn.execute(
             """
             INSERT INTO _delete_checks (sobject, checked_through, last_checked_at, method, tombstoned, error)
@@ -254,13 +321,15 @@ class DeleteCheck:
         )
 
     def _read_states(self) -> dict[str, _State]:
-        rows = self.conn.execute("SELECT sobject, checked_through, last_checked_at FROM _delete_checks").fetchall()
+        rows = self.conn.execute(
+            "SELECT sobject, checked_through, last_checked_at FROM _delete_checks"
+        ).fetchall()
         return {row[0]: _State(_utc(row[1]), _utc(row[2])) for row in rows}
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(timezone.utc) if value is not None else None
+    return value.astimezone(UTC) if value is not None else None
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 
-from routiine_pipeline.salesforce.client import MAX_COMPOSITE_SUBREQUESTS, SalesforceClient
+from routiine_pipeline.salesforce.client import (
+    MAX_COMPOSITE_SUBREQUESTS,
+    SalesforceClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,13 @@ def load_describes(
 
     An sObject the org does not know maps to None; the caller reports it.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     conn.execute(_DDL)
     cached = {
         row[0]: (row[1], json.loads(row[2]))
-        for row in conn.execute("SELECT sobject, fetched_at, body FROM _describe_cache").fetchall()
+        for row in conn.execute(
+            "SELECT sobject, fetched_at, body FROM _describe_cache"
+        ).fetchall()
     }
     results: dict[str, dict[str, Any] | None] = {}
     stale = []
@@ -60,22 +65,35 @@ def load_describes(
         chunk = stale[start : start + MAX_COMPOSITE_SUBREQUESTS]
         responses = client.composite(
             [
-                {"method": "GET", "url": f"{client.data_path}/sobjects/{name}/describe", "referenceId": f"d_{name}"}
+                {
+                    "method": "GET",
+                    "url": f"{client.data_path}/sobjects/{name}/describe",
+                    "referenceId": f"d_{name}",
+                }
                 for name in chunk
             ]
         )
-        for sobject, response in zip(chunk, responses):
+        for sobject, response in zip(chunk, responses, strict=True):
             if response.get("httpStatusCode") != 200:
-                log.warning("describe %s returned HTTP %s", sobject, response.get("httpStatusCode"))
+                log.warning(
+                    "describe %s returned HTTP %s",
+                    sobject,
+                    response.get("httpStatusCode"),
+                )
                 results[sobject] = None
                 continue
             body = response["body"]
             results[sobject] = body
             conn.execute(
-                "INSERT OR REPLACE INTO _describe_cache VALUES (?, ?, ?)", [sobject, now, json.dumps(body)]
+                "INSERT OR REPLACE INTO _describe_cache VALUES (?, ?, ?)",
+                [sobject, now, json.dumps(body)],
             )
     if stale:
-        log.info("Fetched describe for %d sObjects in %d call(s)", len(stale), -(-len(stale) // MAX_COMPOSITE_SUBREQUESTS))
+        log.info(
+            "Fetched describe for %d sObjects in %d call(s)",
+            len(stale),
+            -(-len(stale) // MAX_COMPOSITE_SUBREQUESTS),
+        )
     return results
 
 
@@ -83,4 +101,6 @@ def forget_describe(conn: duckdb.DuckDBPyConnection, sobject: str) -> None:
     """Drop the cached describe of `sobject`, so the next run fetches it again."""
     conn.execute(_DDL)
     conn.execute("DELETE FROM _describe_cache WHERE sobject = ?", [sobject])
-    log.info("Dropped the cached describe of %s; the next run fetches it again", sobject)
+    log.info(
+        "Dropped the cached describe of %s; the next run fetches it again", sobject
+    )

@@ -13,7 +13,11 @@ import logging
 from dataclasses import dataclass, field
 
 from routiine_pipeline.salesforce import errors
-from routiine_pipeline.salesforce.client import MAX_COMPOSITE_QUERIES, SalesforceClient, error_from_body
+from routiine_pipeline.salesforce.client import (
+    MAX_COMPOSITE_QUERIES,
+    SalesforceClient,
+    error_from_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,11 @@ class IdScan:
 
 
 def scan_ids(
-    client: SalesforceClient, sobjects: list[str], *, restarts: int = 2, logger: logging.Logger = log
+    client: SalesforceClient,
+    sobjects: list[str],
+    *,
+    restarts: int = 2,
+    logger: logging.Logger = log,
 ) -> dict[str, IdScan]:
     """Read all Ids of each sObject through `queryAll`; every scan ends done or with an error."""
     # TODO: a scan costs one REST page per 2,000 Ids of an sObject. For very large objects a
@@ -44,7 +52,10 @@ def scan_ids(
         subrequests = [
             {
                 "method": "GET",
-                "url": scan.next_url or client.query_url(f"SELECT Id FROM {scan.sobject}", include_deleted=True),
+                "url": scan.next_url
+                or client.query_url(
+                    f"SELECT Id FROM {scan.sobject}", include_deleted=True
+                ),
                 "referenceId": f"ids_{scan.sobject}",
             }
             for scan in batch
@@ -54,20 +65,28 @@ def scan_ids(
         except errors.TransientError as error:
             queue += [scan for scan in batch if _restart(scan, error, restarts, logger)]
             continue
-        for scan, response in zip(batch, responses):
+        for scan, response in zip(batch, responses, strict=True):
             if _take_page(client, scan, response, restarts, logger):
                 queue.append(scan)
     return scans
 
 
 def _take_page(
-    client: SalesforceClient, scan: IdScan, response: dict, restarts: int, logger: logging.Logger
+    client: SalesforceClient,
+    scan: IdScan,
+    response: dict,
+    restarts: int,
+    logger: logging.Logger,
 ) -> bool:
     """Add one page's Ids to the scan; return True when the scan needs another request."""
     status, body = response.get("httpStatusCode", 500), response.get("body")
     if status != 200:
-        error = error_from_body(body, status, tenant=client.tenant).with_context(sobject=scan.sobject)
-        if status >= 500 or isinstance(error, (errors.TransientError, errors.InvalidQueryLocatorError)):
+        error = error_from_body(body, status, tenant=client.tenant).with_context(
+            sobject=scan.sobject
+        )
+        if status >= 500 or isinstance(
+            error, (errors.TransientError, errors.InvalidQueryLocatorError)
+        ):
             return _restart(scan, error, restarts, logger)
         scan.error = error
         return False
@@ -90,12 +109,19 @@ def _take_page(
     return False
 
 
-def _restart(scan: IdScan, error: errors.SalesforceError, restarts: int, logger: logging.Logger) -> bool:
+def _restart(
+    scan: IdScan, error: errors.SalesforceError, restarts: int, logger: logging.Logger
+) -> bool:
     if scan.restarts >= restarts:
         scan.error = error
         return False
     scan.restarts += 1
-    logger.warning("Id scan of %s: %s; restarting from the first page (restart %d)", scan.sobject, error, scan.restarts)
+    logger.warning(
+        "Id scan of %s: %s; restarting from the first page (restart %d)",
+        scan.sobject,
+        error,
+        scan.restarts,
+    )
     scan.ids.clear()
     scan.next_url = None
     return True

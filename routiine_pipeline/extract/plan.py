@@ -1,4 +1,4 @@
-"""Which fields to read per sObject: the tenant's mapping checked against describe."""
+"""Field plans per sObject: the tenant's mapping checked against describe."""
 
 from __future__ import annotations
 
@@ -50,21 +50,30 @@ def spec_from_describe(raw: dict[str, Any]) -> FieldSpec:
         custom=bool(raw.get("custom")),
         filterable=bool(raw.get("filterable", True)),
         reference_to=tuple(raw.get("referenceTo") or ()),
-        picklist_values=tuple(value["value"] for value in raw.get("picklistValues") or ()),
+        picklist_values=tuple(
+            value["value"] for value in raw.get("picklistValues") or ()
+        ),
     )
 
 
-def plan_fields(sobject: str, mapped: list[str], describe: dict[str, Any] | None) -> FieldPlan:
+def plan_fields(
+    sobject: str, mapped: list[str], describe: dict[str, Any] | None
+) -> FieldPlan:
     """Match the mapped field names against describe (case-insensitively).
 
-    Without a describe result the standard schema stands in. A mapped field
+    Without a describe result the standard schema is used. A mapped field
     the org lacks keeps its raw column (typed from the standard schema when
     known) so downstream SQL still finds it, filled with NULL.
     """
     if describe is not None:
-        org_fields = {raw["name"].lower(): spec_from_describe(raw) for raw in describe.get("fields", [])}
+        org_fields = {
+            raw["name"].lower(): spec_from_describe(raw)
+            for raw in describe.get("fields", [])
+        }
     else:
-        org_fields = {spec.name.lower(): spec for spec in STANDARD_SCHEMAS[sobject].fields}
+        org_fields = {
+            spec.name.lower(): spec for spec in STANDARD_SCHEMAS[sobject].fields
+        }
     names = list(dict.fromkeys([*REQUIRED_FIELDS, *mapped]))
     selected: list[FieldSpec] = []
     stored: list[FieldSpec] = []

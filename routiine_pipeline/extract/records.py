@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from routiine_pipeline.salesforce.schema import FieldSpec
@@ -41,7 +41,7 @@ def parse_datetime(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError("datetime without a UTC offset")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def convert_value(spec: FieldSpec, value: Any) -> Any:
@@ -90,9 +90,13 @@ def convert_record(
             row[column_name(spec.name)] = convert_value(spec, raw_value)
         except (TypeError, ValueError) as error:
             if spec.name == "SystemModstamp":
-                raise ValueError(f"{sobject} {record_id}: unreadable SystemModstamp {raw_value!r}") from None
+                raise ValueError(
+                    f"{sobject} {record_id}: unreadable SystemModstamp {raw_value!r}"
+                ) from None
             row[column_name(spec.name)] = None
-            problems.append(RecordProblem(sobject, record_id, spec.name, raw_value, str(error)))
+            problems.append(
+                RecordProblem(sobject, record_id, spec.name, raw_value, str(error))
+            )
     if row.get("systemmodstamp") is None:
         raise ValueError(f"{sobject} {record_id}: missing SystemModstamp")
     return row, problems
@@ -121,7 +125,9 @@ def records_from_csv(csv_text: str, fields: list[FieldSpec]) -> list[dict[str, A
     if header is None:
         return []
     by_header = {spec.name.lower(): spec for spec in fields}
-    columns = [(index, by_header.get(name.lower()), name) for index, name in enumerate(header)]
+    columns = [
+        (index, by_header.get(name.lower()), name) for index, name in enumerate(header)
+    ]
     records = []
     for cells in reader:
         if not cells:
@@ -129,6 +135,8 @@ def records_from_csv(csv_text: str, fields: list[FieldSpec]) -> list[dict[str, A
         record: dict[str, Any] = {}
         for index, spec, name in columns:
             text = cells[index] if index < len(cells) else None
-            record[spec.name if spec else name] = value_from_csv(spec, text) if spec else text
+            record[spec.name if spec else name] = (
+                value_from_csv(spec, text) if spec else text
+            )
         records.append(record)
     return records

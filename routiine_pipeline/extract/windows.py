@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from routiine_pipeline.storage.raw_writer import Watermark
 
@@ -17,17 +17,17 @@ class MonthWindow:
     end: datetime
 
     @classmethod
-    def from_key(cls, key: str) -> "MonthWindow":
-        start = datetime.fromisoformat(key).replace(tzinfo=timezone.utc)
+    def from_key(cls, key: str) -> MonthWindow:
+        start = datetime.fromisoformat(key).replace(tzinfo=UTC)
         end = (start + timedelta(days=32)).replace(day=1)
         return cls(key, start, end)
 
     @classmethod
-    def containing(cls, moment: datetime) -> "MonthWindow":
-        moment = moment.astimezone(timezone.utc)
+    def containing(cls, moment: datetime) -> MonthWindow:
+        moment = moment.astimezone(UTC)
         return cls.from_key(moment.strftime("%Y-%m-01"))
 
-    def previous(self) -> "MonthWindow":
+    def previous(self) -> MonthWindow:
         return MonthWindow.containing(self.start - timedelta(days=1))
 
     def contains(self, moment: datetime) -> bool:
@@ -55,10 +55,16 @@ class ExtractSettings:
 
     def __post_init__(self) -> None:
         if self.overlap < timedelta(minutes=1):
-            raise ValueError(f"overlap {self.overlap} is below 1 minute; late commits would be missed")
+            raise ValueError(
+                f"overlap {self.overlap} is below 1 minute; late commits would be missed"
+            )
         if self.lag < timedelta(0):
             raise ValueError(f"lag {self.lag} is negative")
-        if self.window_restarts < 0 or self.restart_backoff < 0 or self.bulk_threshold < 0:
+        if (
+            self.window_restarts < 0
+            or self.restart_backoff < 0
+            or self.bulk_threshold < 0
+        ):
             raise ValueError(
                 f"window_restarts {self.window_restarts}, restart_backoff {self.restart_backoff} and "
                 f"bulk_threshold {self.bulk_threshold} must not be negative"
@@ -78,7 +84,7 @@ class QueryBounds:
         return None
 
     def seals(self, window: MonthWindow) -> bool:
-        """A pass that reached the window's end after it closed is the final pass."""
+        """Tell whether this pass reaches the window's end, which makes it the window's final pass."""
         return self.upper >= window.end
 
 

@@ -74,8 +74,13 @@ def read_cached_describes(conn: duckdb.DuckDBPyConnection) -> dict[str, CachedDe
     ).fetchone()[0]
     if not exists:
         return {}
-    rows = conn.execute("SELECT sobject, fetched_at, body FROM _describe_cache").fetchall()
-    return {name: CachedDescribe(json.loads(body), fetched_at) for name, fetched_at, body in rows}
+    rows = conn.execute(
+        "SELECT sobject, fetched_at, body FROM _describe_cache"
+    ).fetchall()
+    return {
+        name: CachedDescribe(json.loads(body), fetched_at)
+        for name, fetched_at, body in rows
+    }
 
 
 def _close(value: str, options: list[str]) -> str:
@@ -166,7 +171,10 @@ def validate_mapping(
 
 
 def _check_deal_sources(
-    tenant: str, mapping: TenantMapping, describe: CachedDescribe, report: ValidationReport
+    tenant: str,
+    mapping: TenantMapping,
+    describe: CachedDescribe,
+    report: ValidationReport,
 ) -> None:
     known = describe.field_names()
     read = {name.lower() for name in mapping.fields.get("Opportunity", [])}
@@ -185,7 +193,10 @@ def _check_deal_sources(
 
 
 def _check_record_types(
-    tenant: str, mapping: TenantMapping, describe: CachedDescribe, report: ValidationReport
+    tenant: str,
+    mapping: TenantMapping,
+    describe: CachedDescribe,
+    report: ValidationReport,
 ) -> None:
     if not mapping.record_types:
         return
@@ -203,7 +214,9 @@ def _check_record_types(
                 f"tenant {tenant}: record type {record_type} is not one of the org's "
                 f"Opportunity record types ({', '.join(known) or 'none'})"
             )
-    if RECORD_TYPE_FIELD.lower() not in {f.lower() for f in mapping.fields.get("Opportunity", [])}:
+    if RECORD_TYPE_FIELD.lower() not in {
+        f.lower() for f in mapping.fields.get("Opportunity", [])
+    }:
         report.errors.append(
             f"tenant {tenant}: record types are set but the extract does not read "
             f"Opportunity.{RECORD_TYPE_FIELD}; add it with `routiine mapping set-field`"
@@ -211,7 +224,10 @@ def _check_record_types(
 
 
 def _check_stages(
-    tenant: str, mapping: TenantMapping, describe: CachedDescribe, report: ValidationReport
+    tenant: str,
+    mapping: TenantMapping,
+    describe: CachedDescribe,
+    report: ValidationReport,
 ) -> None:
     stage_field = mapping.deal_source("stage_name")
     values = describe.picklist_values(stage_field)
@@ -224,7 +240,9 @@ def _check_stages(
                 f"{_close(value, values)} If the org renamed it, map the old name with "
                 f"`routiine mapping alias-stage {tenant} {value!r} NEW` and remove the stage"
             )
-    uncovered = [v for v in values if v not in mapping.stages and v not in mapping.stage_aliases]
+    uncovered = [
+        v for v in values if v not in mapping.stages and v not in mapping.stage_aliases
+    ]
     if uncovered:
         fallback = mapping.fallback_stage_category
         report.warnings.append(
@@ -235,7 +253,10 @@ def _check_stages(
 
 
 def _check_task_kinds(
-    tenant: str, mapping: TenantMapping, describe: CachedDescribe, report: ValidationReport
+    tenant: str,
+    mapping: TenantMapping,
+    describe: CachedDescribe,
+    report: ValidationReport,
 ) -> None:
     patterns = []
     for key in mapping.task_kinds:
@@ -244,7 +265,9 @@ def _check_task_kinds(
     for field_name, position in (("Type", 0), ("TaskSubtype", 1)):
         values = describe.picklist_values(field_name)
         if values is None:
-            report.warnings.append(f"tenant {tenant}: Task has no {field_name} field in this org")
+            report.warnings.append(
+                f"tenant {tenant}: Task has no {field_name} field in this org"
+            )
             continue
         used = {pattern[position] for pattern in patterns} - {"*"}
         for value in sorted(used):
@@ -253,7 +276,10 @@ def _check_task_kinds(
                     f"tenant {tenant}: task kind key uses Task.{field_name} {value!r}, which is "
                     f"not a value in the org.{_close(value, values)}"
                 )
-        if any(pattern[position] == "*" and pattern[1 - position] == "*" for pattern in patterns):
+        if any(
+            pattern[position] == "*" and pattern[1 - position] == "*"
+            for pattern in patterns
+        ):
             continue
         uncovered = [v for v in values if v not in used]
         if uncovered:

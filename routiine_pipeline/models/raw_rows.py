@@ -71,12 +71,17 @@ def insert_raw(
     # stay out of the statement, so they keep their NULL default.
     names = [name for name in columns if any(name in row for row in rows)]
     frame = pd.DataFrame(
-        {name: pd.Series([row.get(name) for row in rows], dtype=object) for name in names}
+        {
+            name: pd.Series([row.get(name) for row in rows], dtype=object)
+            for name in names
+        }
     )
     quoted = ", ".join(f'"{name}"' for name in names)
     conn.register("_insert_raw_rows", frame)
     try:
-        conn.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _insert_raw_rows")
+        conn.execute(
+            f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _insert_raw_rows"
+        )
     finally:
         conn.unregister("_insert_raw_rows")
     return len(rows)

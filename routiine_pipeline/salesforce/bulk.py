@@ -74,7 +74,9 @@ class PollPolicy:
 class BulkQueryApi:
     """Bulk API 2.0 query calls of one org, sent through the client so its budget guard, retries and token refresh apply."""
 
-    def __init__(self, client: SalesforceClient, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, client: SalesforceClient, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.client = client
         self.sleep = sleep
 
@@ -91,13 +93,19 @@ class BulkQueryApi:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        info = self.client.request_json("POST", self.jobs_path, kind="bulk_create", json=body)
+        info = self.client.request_json(
+            "POST", self.jobs_path, kind="bulk_create", json=body
+        )
         job = BulkJob.from_info(info)
-        log.info("Bulk query job %s created on %s (%s)", job.id, job.sobject, job.operation)
+        log.info(
+            "Bulk query job %s created on %s (%s)", job.id, job.sobject, job.operation
+        )
         return job
 
     def get_query_job(self, job_id: str) -> BulkJob:
-        info = self.client.request_json("GET", f"{self.jobs_path}/{job_id}", kind="bulk_poll")
+        info = self.client.request_json(
+            "GET", f"{self.jobs_path}/{job_id}", kind="bulk_poll"
+        )
         return BulkJob.from_info(info)
 
     def wait_for_job(self, job_id: str, policy: PollPolicy) -> BulkJob:
@@ -128,12 +136,16 @@ class BulkQueryApi:
                 )
             log.debug("Bulk query job %s is %s after poll %d", job_id, job.state, poll)
 
-    def get_results(self, job_id: str, *, locator: str | None, max_records: int) -> ResultChunk:
+    def get_results(
+        self, job_id: str, *, locator: str | None, max_records: int
+    ) -> ResultChunk:
         """Read one chunk of results; `locator` None reads the first chunk."""
         params: dict[str, Any] = {"maxRecords": max_records}
         if locator:
             params["locator"] = locator
-        text, headers = self.client.request_text(f"{self.jobs_path}/{job_id}/results", kind="bulk_results", params=params)
+        text, headers = self.client.request_text(
+            f"{self.jobs_path}/{job_id}/results", kind="bulk_results", params=params
+        )
         lowered = {name.lower(): value for name, value in headers.items()}
         count_text = lowered.get("sforce-numberofrecords")
         if count_text is None or not count_text.isdigit():

@@ -1,6 +1,6 @@
 """A Salesforce REST client for the calls the pipeline makes, and only those.
 
-Every request goes through one method, `_send`, which asks the budget guard
+Every request goes through one method, `_send`, which consults the budget guard
 before the call, reads `Sforce-Limit-Info` after it, refreshes the access
 token once on 401 INVALID_SESSION_ID, and turns error bodies into typed
 exceptions. Nothing here logs a token.
@@ -31,7 +31,7 @@ MAX_COLLECTION_RECORDS = 200
 
 
 class TokenSource(Protocol):
-    """Where the client gets its access token, and how it gets a new one."""
+    """Source of the client's access token, and of a new one when Salesforce rejects it."""
 
     def access_token(self) -> str: ...
 
@@ -87,7 +87,9 @@ class SalesforceClient:
     def query(self, soql: str, *, include_deleted: bool = False) -> dict[str, Any]:
         """Run a SOQL query and return its first page (`totalSize`, `done`, `records`, ...)."""
         resource = "queryAll" if include_deleted else "query"
-        return self._send("GET", f"{self.data_path}/{resource}", params={"q": soql}, kind="query")
+        return self._send(
+            "GET", f"{self.data_path}/{resource}", params={"q": soql}, kind="query"
+        )
 
     def query_more(self, next_records_url: str) -> dict[str, Any]:
         """Fetch the page that a `nextRecordsUrl` points to."""
@@ -100,7 +102,9 @@ class SalesforceClient:
                 f"{len(subrequests)} subrequests exceed the composite maximum of {MAX_COMPOSITE_SUBREQUESTS}"
             )
         body = {"allOrNone": False, "compositeRequest": subrequests}
-        response = self._send("POST", f"{self.data_path}/composite", json=body, kind="composite")
+        response = self._send(
+            "POST", f"{self.data_path}/composite", json=body, kind="composite"
+        )
         return response["compositeResponse"]
 
     def update_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,10 +118,17 @@ class SalesforceClient:
                 f"{len(records)} records exceed the sObject Collections maximum of {MAX_COLLECTION_RECORDS}"
             )
         body = {"allOrNone": False, "records": records}
-        return self._send("PATCH", f"{self.data_path}/composite/sobjects", json=body, kind="collections")
+        return self._send(
+            "PATCH",
+            f"{self.data_path}/composite/sobjects",
+            json=body,
+            kind="collections",
+        )
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        return self._send("GET", f"{self.data_path}/sobjects/{sobject}/describe", kind="describe")
+        return self._send(
+            "GET", f"{self.data_path}/sobjects/{sobject}/describe", kind="describe"
+        )
 
     def limits(self) -> dict[str, Any]:
         return self._send("GET", f"{self.data_path}/limits", kind="limits")
@@ -136,39 +147,70 @@ class SalesforceClient:
         resource = "queryAll" if include_deleted else "query"
         return f"{self.data_path}/{resource}?{urlencode({'q': soql})}"
 
-    def request_json(self, method: str, path: str, *, kind: str, params=None, json=None) -> Any:
+    def request_json(
+        self, method: str, path: str, *, kind: str, params=None, json=None
+    ) -> Any:
         """Send one call to a resource without a method of its own, such as Bulk API 2.0 jobs."""
         return self._send(method, path, kind=kind, params=params, json=json)
 
-    def request_text(self, path: str, *, kind: str, params=None) -> tuple[str, dict[str, str]]:
-        """GET a resource that answers in text (Bulk API 2.0 CSV results); return body and headers."""
+    def request_text(
+        self, path: str, *, kind: str, params=None
+    ) -> tuple[str, dict[str, str]]:
+        """GET a resource that returns text (Bulk API 2.0 CSV results); return body and headers."""
         response = self._send("GET", path, kind=kind, params=params, raw=True)
         # Bulk results are UTF-8, while requests would assume Latin-1 for text/csv without a charset.
         return response.content.decode("utf-8"), dict(response.headers)
 
     # -- transport ------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, kind: str, params=None, json=None, raw: bool = False) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str,
+        params=None,
+        json=None,
+        raw: bool = False,
+    ) -> Any:
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             token = self.tokens.access_token()
             try:
-                response = self._request_once(method, path, token, kind, params, json, raw)
+                response = self._request_once(
+                    method, path, token, kind, params, json, raw
+                )
             except errors.TransientError as error:
                 if not self.retry.should_retry(attempt):
-                    raise error.with_context(tenant=self.tenant)
+                    error.with_context(tenant=self.tenant)
+                    raise
                 pause = self.retry.delay(attempt)
-                self.events.append(CallEvent("retry", f"{kind}: {error.message}; retry {attempt} in {pause:.1f}s"))
-                log.warning("Salesforce %s failed (%s), retry %d in %.1fs", kind, error.message, attempt, pause)
+                self.events.append(
+                    CallEvent(
+                        "retry",
+                        f"{kind}: {error.message}; retry {attempt} in {pause:.1f}s",
+                    )
+                )
+                log.warning(
+                    "Salesforce %s failed (%s), retry %d in %.1fs",
+                    kind,
+                    error.message,
+                    attempt,
+                    pause,
+                )
                 time.sleep(pause)
                 continue
 
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 attempt -= 1
-                self.events.append(CallEvent("refresh", f"{kind}: access token expired, refreshed once"))
+                self.events.append(
+                    CallEvent(
+                        "refresh", f"{kind}: access token expired, refreshed once"
+                    )
+                )
                 log.info("Access token rejected on %s, refreshing once", kind)
                 self.tokens.refresh(token)
                 continue
@@ -176,27 +218,39 @@ class SalesforceClient:
                 return response
             return self._decode(response, kind)
 
-    def _request_once(self, method, path, token, kind, params, json, raw=False) -> requests.Response:
+    def _request_once(
+        self, method, path, token, kind, params, json, raw=False
+    ) -> requests.Response:
         url = path if path.startswith("http") else f"{self.instance_url}{path}"
         accept = "text/csv, application/json" if raw else "application/json"
         headers = {"Authorization": f"Bearer {token}", "Accept": accept}
         self.guard.before_call(kind)
         try:
             response = self.session.request(
-                method, url, params=params, json=json, headers=headers, timeout=self.timeout
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
             )
         except requests.Timeout as error:
             self.guard.after_call(kind, 0, None)
-            raise errors.TransientError(f"{method} {kind} timed out: {type(error).__name__}") from None
+            raise errors.TransientError(
+                f"{method} {kind} timed out: {type(error).__name__}"
+            ) from None
         except requests.ConnectionError as error:
             self.guard.after_call(kind, 0, None)
-            raise errors.TransientError(f"{method} {kind} connection failed: {type(error).__name__}") from None
+            raise errors.TransientError(
+                f"{method} {kind} connection failed: {type(error).__name__}"
+            ) from None
 
         usage = parse_limit_info(response.headers.get("Sforce-Limit-Info"))
         self.guard.after_call(kind, response.status_code, usage)
         if response.status_code >= 500:
             raise errors.TransientError(
-                f"HTTP {response.status_code} from Salesforce on {kind}", status=response.status_code
+                f"HTTP {response.status_code} from Salesforce on {kind}",
+                status=response.status_code,
             )
         return response
 
@@ -216,9 +270,15 @@ class SalesforceClient:
         raise error_from_body(body, response.status_code, tenant=self.tenant)
 
 
-def error_from_body(body: Any, status: int, *, tenant: str | None = None) -> errors.SalesforceApiError:
+def error_from_body(
+    body: Any, status: int, *, tenant: str | None = None
+) -> errors.SalesforceApiError:
     """Turn Salesforce's `[{"message", "errorCode", "fields"}]` body into a typed error."""
-    first = body[0] if isinstance(body, list) and body else (body if isinstance(body, dict) else {})
+    first = (
+        body[0]
+        if isinstance(body, list) and body
+        else (body if isinstance(body, dict) else {})
+    )
     code = first.get("errorCode") or first.get("error")
     message = first.get("message") or first.get("error_description") or f"HTTP {status}"
     fields = first.get("fields") or []
@@ -232,4 +292,6 @@ def error_from_body(body: Any, status: int, *, tenant: str | None = None) -> err
         "UNABLE_TO_LOCK_ROW": errors.TransientError,
         "SERVER_UNAVAILABLE": errors.TransientError,
     }.get(code, errors.SalesforceApiError)
-    return error_class(message.strip(), error_code=code, status=status, fields=fields, tenant=tenant)
+    return error_class(
+        message.strip(), error_code=code, status=status, fields=fields, tenant=tenant
+    )

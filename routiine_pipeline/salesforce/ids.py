@@ -29,7 +29,9 @@ def checksum_suffix(id15: str) -> str:
     'AAA'
     """
     if len(id15) != 15:
-        raise ValueError(f"expected a 15-character Id, got {len(id15)} characters: {id15!r}")
+        raise ValueError(
+            f"expected a 15-character Id, got {len(id15)} characters: {id15!r}"
+        )
     suffix = []
     for block_start in range(0, 15, 5):
         bits = 0

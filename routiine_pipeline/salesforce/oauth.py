@@ -48,24 +48,36 @@ def check_salesforce_url(url: str, *, allow_loopback: bool) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise errors.UnsafeHostError(f"refusing to send credentials to {url!r}: not a valid URL") from None
+        raise errors.UnsafeHostError(
+            f"refusing to send credentials to {url!r}: not a valid URL"
+        ) from None
     host = (parts.hostname or "").lower()
     # The URL is rebuilt from its parsed host and port, so text that another URL
     # parser might read differently (user info, backslashes) never reaches requests.
     if parts.username or parts.password or "\\" in url or parts.query or parts.fragment:
-        raise errors.UnsafeHostError(f"refusing to send credentials to {url!r}: expected a bare host URL")
+        raise errors.UnsafeHostError(
+            f"refusing to send credentials to {url!r}: expected a bare host URL"
+        )
     if allow_loopback and is_loopback(host) and parts.scheme in ("http", "https"):
         if parts.path not in ("", "/"):
-            raise errors.UnsafeHostError(f"expected a bare host URL, got path {parts.path!r} in {url!r}")
+            raise errors.UnsafeHostError(
+                f"expected a bare host URL, got path {parts.path!r} in {url!r}"
+            )
         bracketed = f"[{host}]" if ":" in host else host
         return f"{parts.scheme}://{bracketed}" + (f":{port}" if port else "")
     if parts.scheme != "https" or not _SALESFORCE_HOST.match(host):
-        hint = " (loopback needs ROUTIINE_ALLOW_LOOPBACK=1, for the emulator only)" if is_loopback(host) else ""
+        hint = (
+            " (loopback needs ROUTIINE_ALLOW_LOOPBACK=1, for the emulator only)"
+            if is_loopback(host)
+            else ""
+        )
         raise errors.UnsafeHostError(
             f"refusing to send credentials to {parts.scheme}://{host}: not a Salesforce host{hint}"
         )
     if parts.path not in ("", "/"):
-        raise errors.UnsafeHostError(f"expected a bare host URL, got path {parts.path!r} in {url!r}")
+        raise errors.UnsafeHostError(
+            f"expected a bare host URL, got path {parts.path!r} in {url!r}"
+        )
     return f"https://{host}" + (f":{port}" if port else "")
 
 
@@ -80,9 +92,13 @@ def login_url(org_type: str, my_domain: str | None = None) -> str:
     if org_type == "sandbox":
         return SANDBOX_LOGIN
     if org_type != "my_domain":
-        raise ValueError(f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}")
+        raise ValueError(
+            f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}"
+        )
     if not my_domain:
-        raise ValueError("a My Domain org needs its domain, for example acme or acme--uat.sandbox")
+        raise ValueError(
+            "a My Domain org needs its domain, for example acme or acme--uat.sandbox"
+        )
     if not my_domain.isascii() or not my_domain.isprintable():
         raise ValueError(
             f"invalid My Domain {my_domain!r}: only ASCII letters, digits, '-' and '.' are allowed"
@@ -93,13 +109,17 @@ def login_url(org_type: str, my_domain: str | None = None) -> str:
     value = value.removesuffix(".my.salesforce.com")
     name, _, suffix = value.partition(".")
     base, separator, sandbox = name.partition("--")
-    if not _MY_DOMAIN_NAME.match(base) or (separator and not re.fullmatch(r"[a-z0-9]{1,20}", sandbox)):
+    if not _MY_DOMAIN_NAME.match(base) or (
+        separator and not re.fullmatch(r"[a-z0-9]{1,20}", sandbox)
+    ):
         raise ValueError(
             f"invalid My Domain {my_domain!r}: expected a name like acme or acme--uat.sandbox"
         )
     if suffix not in ("", "sandbox", "develop", "scratch"):
         raise ValueError(f"invalid My Domain {my_domain!r}: unknown suffix {suffix!r}")
-    return check_salesforce_url(f"https://{value}.my.salesforce.com", allow_loopback=False)
+    return check_salesforce_url(
+        f"https://{value}.my.salesforce.com", allow_loopback=False
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,9 @@ class OAuthApp:
     def __repr__(self) -> str:
         return f"OAuthApp(client_id={self.client_id!r}, redirect_uri={self.redirect_uri!r})"
 
-    def authorize_url(self, login: str, *, state: str, code_challenge: str, allow_loopback: bool) -> str:
+    def authorize_url(
+        self, login: str, *, state: str, code_challenge: str, allow_loopback: bool
+    ) -> str:
         base = check_salesforce_url(login, allow_loopback=allow_loopback)
         query = {
             "response_type": "code",
@@ -155,7 +177,9 @@ class OAuthApp:
         }
         return f"{base}/services/oauth2/authorize?{urlencode(query)}"
 
-    def exchange_code(self, login: str, code: str, verifier: str, *, allow_loopback: bool) -> TokenResponse:
+    def exchange_code(
+        self, login: str, code: str, verifier: str, *, allow_loopback: bool
+    ) -> TokenResponse:
         body = {
             "grant_type": "authorization_code",
             "code": code,
@@ -164,19 +188,29 @@ class OAuthApp:
         }
         return self._token_request(login, body, allow_loopback=allow_loopback)
 
-    def refresh(self, login: str, refresh_token: str, *, allow_loopback: bool) -> TokenResponse:
+    def refresh(
+        self, login: str, refresh_token: str, *, allow_loopback: bool
+    ) -> TokenResponse:
         body = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return self._token_request(login, body, allow_loopback=allow_loopback)
 
     def revoke(self, login: str, token: str, *, allow_loopback: bool) -> None:
         base = check_salesforce_url(login, allow_loopback=allow_loopback)
-        response = requests.post(f"{base}/services/oauth2/revoke", data={"token": token}, timeout=30)
+        response = requests.post(
+            f"{base}/services/oauth2/revoke", data={"token": token}, timeout=30
+        )
         if response.status_code != 200:
             raise _oauth_error(response)
 
-    def _token_request(self, login: str, body: dict, *, allow_loopback: bool) -> TokenResponse:
+    def _token_request(
+        self, login: str, body: dict, *, allow_loopback: bool
+    ) -> TokenResponse:
         base = check_salesforce_url(login, allow_loopback=allow_loopback)
-        body = {**body, "client_id": self.client_id, "client_secret": self.client_secret}
+        body = {
+            **body,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
         response = requests.post(f"{base}/services/oauth2/token", data=body, timeout=30)
         if response.status_code != 200:
             raise _oauth_error(response)
@@ -184,13 +218,18 @@ class OAuthApp:
             payload = response.json()
         except ValueError:
             payload = None
-        if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str) \
-                or not isinstance(payload.get("instance_url"), str):
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("access_token"), str)
+            or not isinstance(payload.get("instance_url"), str)
+        ):
             raise errors.OAuthError(
                 f"token endpoint of {base} returned HTTP 200 without access_token and instance_url"
             )
         # The instance URL receives the access token on every API call, so it must pass the same host check.
-        instance_url = check_salesforce_url(payload["instance_url"], allow_loopback=allow_loopback)
+        instance_url = check_salesforce_url(
+            payload["instance_url"], allow_loopback=allow_loopback
+        )
         return TokenResponse(
             access_token=payload["access_token"],
             refresh_token=payload.get("refresh_token"),
@@ -206,8 +245,12 @@ def _oauth_error(response: requests.Response) -> errors.SalesforceError:
     except ValueError:
         payload = {}
     code = payload.get("error") if isinstance(payload, dict) else None
-    description = payload.get("error_description", "") if isinstance(payload, dict) else ""
+    description = (
+        payload.get("error_description", "") if isinstance(payload, dict) else ""
+    )
     message = f"token endpoint returned HTTP {response.status_code}: {code or 'no error code'} {description}".strip()
     if code == "invalid_grant":
-        return errors.ReauthorizationRequiredError(message, error_code=code, status=response.status_code)
+        return errors.ReauthorizationRequiredError(
+            message, error_code=code, status=response.status_code
+        )
     return errors.OAuthError(message, error_code=code, status=response.status_code)

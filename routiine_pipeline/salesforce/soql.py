@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 
 def soql_datetime(value: datetime) -> str:
@@ -16,7 +16,7 @@ def soql_datetime(value: datetime) -> str:
     """
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def soql_date(value: date) -> str:

@@ -58,7 +58,9 @@ def roc_auc(scores: list[float], won: list[bool]) -> float:
     return float(u_statistic / (n_pos * n_neg))
 
 
-def score_buckets(scores: list[int], won: list[bool], width: int = BUCKET_WIDTH) -> list[Bucket]:
+def score_buckets(
+    scores: list[int], won: list[bool], width: int = BUCKET_WIDTH
+) -> list[Bucket]:
     """Group scores 0-100 into buckets of `width` points and count wins in each.
 
     The last bucket includes 100 (with width 10: 0-9, 10-19, ..., 90-100).
@@ -76,13 +78,15 @@ def score_buckets(scores: list[int], won: list[bool], width: int = BUCKET_WIDTH)
     count = -(-100 // width)
     deals = [0] * count
     wins = [0] * count
-    for score, outcome in zip(scores, won):
+    for score, outcome in zip(scores, won, strict=True):
         if not 0 <= score <= 100:
             raise ValueError(f"score {score} is outside 0..100")
         index = min(score // width, count - 1)
         deals[index] += 1
         wins[index] += int(outcome)
     return [
-        Bucket(i * width, 100 if i == count - 1 else (i + 1) * width - 1, deals[i], wins[i])
+        Bucket(
+            i * width, 100 if i == count - 1 else (i + 1) * width - 1, deals[i], wins[i]
+        )
         for i in range(count)
     ]

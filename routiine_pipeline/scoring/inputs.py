@@ -19,7 +19,9 @@ def _columns(table: str, *names: str) -> tuple[ColumnSource, ...]:
 
 
 # Deal columns that select the scored deals: open ones that existed at the scoring time.
-SELECTION_INPUTS = _columns("deal", "deal_id", "created_at", "stage_category", "is_closed")
+SELECTION_INPUTS = _columns(
+    "deal", "deal_id", "created_at", "stage_category", "is_closed"
+)
 
 # Event columns that select the counted events: linked to a deal, done, and not internal.
 EVENT_FILTER_INPUTS = _columns("event", "deal_id", "is_open_task", "direction")
@@ -37,17 +39,31 @@ FACTOR_INPUTS: dict[str, tuple[ColumnSource, ...]] = {
         *EVENT_FILTER_INPUTS,
         *_columns("event", "occurred_at", "contact_id"),
     ),
-    "stage_velocity": _columns("deal", "canonical_stage", "stage_category", "created_at")
+    "stage_velocity": _columns(
+        "deal", "canonical_stage", "stage_category", "created_at"
+    )
     + _columns(
-        "deal_stage_history", "deal_id", "canonical_stage", "stage_category", "entered_at"
+        "deal_stage_history",
+        "deal_id",
+        "canonical_stage",
+        "stage_category",
+        "entered_at",
     ),
     "stage_age": _columns(
-        "deal", "canonical_stage", "stage_category", "last_stage_change_at",
+        "deal",
+        "canonical_stage",
+        "stage_category",
+        "last_stage_change_at",
         "has_stage_history",
     )
     + _columns(
-        "deal_stage_history", "deal_id", "canonical_stage", "stage_category",
-        "entered_at", "left_at", "days_in_stage",
+        "deal_stage_history",
+        "deal_id",
+        "canonical_stage",
+        "stage_category",
+        "entered_at",
+        "left_at",
+        "days_in_stage",
     ),
     "close_date_pushes": _columns("deal", "close_date")
     + _columns("deal_change", "deal_id", "changed_at", "is_close_date_push"),
@@ -63,7 +79,11 @@ ACTION_INPUTS = _columns("deal", "close_date") + _columns(
 # Factors whose values the action rules read: days without contact, replies,
 # stakeholders, close date pushes and days in stage.
 ACTION_FACTORS = (
-    "recency", "two_way_engagement", "contact_breadth", "close_date_pushes", "stage_age",
+    "recency",
+    "two_way_engagement",
+    "contact_breadth",
+    "close_date_pushes",
+    "stage_age",
 )
 
 # Read by signals.py for display and logs only; no output column depends on them.
@@ -71,8 +91,14 @@ UNSCORED_INPUTS = _columns("deal", "name", "account_name", "owner_name")
 
 # Columns `score_deals_as_of` reads in place of the deal's current stage, amount and close date.
 AS_OF_STATE_INPUTS = _columns(
-    "deal_change", "deal_id", "changed_at", "change_number", "canonical_stage",
-    "stage_category", "amount", "close_date",
+    "deal_change",
+    "deal_id",
+    "changed_at",
+    "change_number",
+    "canonical_stage",
+    "stage_category",
+    "amount",
+    "close_date",
 ) + _columns("deal_stage_history", "deal_id", "entered_at")
 
 # momentum_score columns written back to Salesforce, to the Opportunity field.

@@ -194,7 +194,7 @@ def _rows(
 ) -> list[dict[str, Any]]:
     cursor = conn.execute(sql, params)
     names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def read_deal_signals(

@@ -108,7 +108,9 @@ def _score_frame(scores: list[DealScore], computed_at: datetime) -> pd.DataFrame
         "as_of": [s.as_of for s in scores],
         "computed_at": [computed_at] * len(scores),
     }
-    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    return pd.DataFrame(
+        {name: pd.Series(values, dtype=object) for name, values in columns.items()}
+    )
 
 
 def write_scores(

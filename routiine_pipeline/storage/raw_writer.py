@@ -9,7 +9,7 @@ moves in the same transaction as the rows it covers, and never backwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -59,20 +59,30 @@ class WatermarkUpdate:
     seal: bool = False
 
 
-def ensure_tables(conn: duckdb.DuckDBPyConnection, sobject: str, fields: list[FieldSpec]) -> None:
+def ensure_tables(
+    conn: duckdb.DuckDBPyConnection, sobject: str, fields: list[FieldSpec]
+) -> None:
     """Create the raw table and the watermark table; add columns newly mapped since last run."""
     conn.execute(WATERMARKS_DDL)
     conn.execute(raw_table_ddl(sobject, fields))
     table = raw_table_name(sobject)
-    existing = {row[0] for row in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-    ).fetchall()}
+    existing = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+            [table],
+        ).fetchall()
+    }
     for spec in fields:
         if column_name(spec.name) not in existing:
-            conn.execute(f'ALTER TABLE {table} ADD COLUMN "{column_name(spec.name)}" {duckdb_type(spec)}')
+            conn.execute(
+                f'ALTER TABLE {table} ADD COLUMN "{column_name(spec.name)}" {duckdb_type(spec)}'
+            )
 
 
-def read_watermarks(conn: duckdb.DuckDBPyConnection, sobject: str) -> dict[str, Watermark]:
+def read_watermarks(
+    conn: duckdb.DuckDBPyConnection, sobject: str
+) -> dict[str, Watermark]:
     conn.execute(WATERMARKS_DDL)
     rows = conn.execute(
         "SELECT sobject, window_key, watermark, watermark_id, sealed, rows_committed "
@@ -80,7 +90,8 @@ def read_watermarks(conn: duckdb.DuckDBPyConnection, sobject: str) -> dict[str, 
         [sobject],
     ).fetchall()
     return {
-        row[1]: Watermark(row[0], row[1], _utc(row[2]), row[3], row[4], row[5]) for row in rows
+        row[1]: Watermark(row[0], row[1], _utc(row[2]), row[3], row[4], row[5])
+        for row in rows
     }
 
 
@@ -99,7 +110,7 @@ def commit_rows(
     """
     table = raw_table_name(sobject)
     columns = [column_name(spec.name) for spec in fields]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     frame = _frame(rows, columns, window_of_row, now)
 
     conn.execute("BEGIN TRANSACTION")
@@ -109,7 +120,9 @@ def commit_rows(
         if len(frame):
             all_columns = columns + ["_deleted_at", "_extracted_at", "_window"]
             quoted = ", ".join(f'"{name}"' for name in all_columns)
-            assignments = ", ".join(f'"{name}" = excluded."{name}"' for name in all_columns if name != "id")
+            assignments = ", ".join(
+                f'"{name}" = excluded."{name}"' for name in all_columns if name != "id"
+            )
             conn.register("incoming_rows", frame)
             conn.execute(
                 f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM incoming_rows "
@@ -144,13 +157,17 @@ def _frame(rows, columns, window_of_row, now) -> pd.DataFrame:
         record["_extracted_at"] = now
         record["_window"] = window_of_row.get(row["id"])
         records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=columns + ["_deleted_at", "_extracted_at", "_window"])
+    frame = pd.DataFrame.from_records(
+        records, columns=columns + ["_deleted_at", "_extracted_at", "_window"]
+    )
     for name in ("_deleted_at", "_extracted_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
     return frame
 
 
-def _advance_watermark(conn, sobject: str, update: WatermarkUpdate, now: datetime) -> None:
+def _advance_watermark(
+    conn, sobject: str, update: WatermarkUpdate, now: datetime
+) -> None:
     conn.execute(
         """
         INSERT INTO _watermarks (sobject, window_key, watermark, watermark_id, sealed, rows_committed, updated_at)
@@ -169,12 +186,20 @@ def _advance_watermark(conn, sobject: str, update: WatermarkUpdate, now: datetim
           rows_committed = _watermarks.rows_committed + excluded.rows_committed,
           updated_at = excluded.updated_at
         """,
-        [sobject, update.window_key, update.watermark, update.watermark_id, update.seal, update.rows, now],
+        [
+            sobject,
+            update.window_key,
+            update.watermark,
+            update.watermark_id,
+            update.seal,
+            update.rows,
+            now,
+        ],
     )
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(timezone.utc) if value is not None else None
+    return value.astimezone(UTC) if value is not None else None
 
 
 def live_ids(conn: duckdb.DuckDBPyConnection, sobject: str) -> set[str]:
@@ -182,18 +207,29 @@ def live_ids(conn: duckdb.DuckDBPyConnection, sobject: str) -> set[str]:
     table = raw_table_name(sobject)
     if not _table_exists(conn, table):
         return set()
-    return {row[0] for row in conn.execute(f"SELECT id FROM {table} WHERE _deleted_at IS NULL").fetchall()}
+    return {
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM {table} WHERE _deleted_at IS NULL"
+        ).fetchall()
+    }
 
 
-def count_rows_extracted_before(conn: duckdb.DuckDBPyConnection, sobject: str, moment: datetime) -> int:
+def count_rows_extracted_before(
+    conn: duckdb.DuckDBPyConnection, sobject: str, moment: datetime
+) -> int:
     """Count stored rows last written before `moment` (wall-clock time of this process)."""
     table = raw_table_name(sobject)
     if not _table_exists(conn, table):
         return 0
-    return conn.execute(f"SELECT count(*) FROM {table} WHERE _extracted_at < ?", [moment]).fetchone()[0]
+    return conn.execute(
+        f"SELECT count(*) FROM {table} WHERE _extracted_at < ?", [moment]
+    ).fetchone()[0]
 
 
-def tombstone_rows(conn: duckdb.DuckDBPyConnection, sobject: str, deletions: dict[str, datetime]) -> int:
+def tombstone_rows(
+    conn: duckdb.DuckDBPyConnection, sobject: str, deletions: dict[str, datetime]
+) -> int:
     """Mark stored rows as deleted at the given times and return how many changed.
 
     This is for hard deletes, which no query returns any more: the row gets
@@ -206,9 +242,11 @@ def tombstone_rows(conn: duckdb.DuckDBPyConnection, sobject: str, deletions: dic
     table = raw_table_name(sobject)
     if not deletions or not _table_exists(conn, table):
         return 0
-    frame = pd.DataFrame({"id": list(deletions), "deleted_at": list(deletions.values())})
+    frame = pd.DataFrame(
+        {"id": list(deletions), "deleted_at": list(deletions.values())}
+    )
     frame["deleted_at"] = pd.to_datetime(frame["deleted_at"], utc=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.register("hard_deletes", frame)
@@ -236,5 +274,8 @@ def tombstone_rows(conn: duckdb.DuckDBPyConnection, sobject: str, deletions: dic
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(
-        conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+            [table],
+        ).fetchone()[0]
     )

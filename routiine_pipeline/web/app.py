@@ -42,7 +42,11 @@ from routiine_pipeline.web.templates import render
 
 log = logging.getLogger(__name__)
 
-ORG_LABELS = {"production": "Production", "sandbox": "Sandbox", "my_domain": "My Domain"}
+ORG_LABELS = {
+    "production": "Production",
+    "sandbox": "Sandbox",
+    "my_domain": "My Domain",
+}
 
 
 @dataclass
@@ -69,7 +73,13 @@ def create_app(context: WebContext) -> Starlette:
     callback_path = urlsplit(context.connector.app.redirect_uri).path or "/"
 
     async def index(request: Request) -> Response:
-        return _page(request, context, "index.html", rows=_rows(context), notice=request.query_params.get("notice"))
+        return _page(
+            request,
+            context,
+            "index.html",
+            rows=_rows(context),
+            notice=request.query_params.get("notice"),
+        )
 
     async def connect(request: Request) -> Response:
         form = await request.form()
@@ -83,7 +93,9 @@ def create_app(context: WebContext) -> Starlette:
                 tenant_id,
                 org_type=str(form.get("org_type", "production")),
                 my_domain=str(form.get("my_domain", "")).strip() or None,
-                login=(str(form.get("login_url", "")).strip() or None) if context.emulator_mode else None,
+                login=(str(form.get("login_url", "")).strip() or None)
+                if context.emulator_mode
+                else None,
             )
         return _start_flow(context, tenant_id)
 
@@ -99,21 +111,33 @@ def create_app(context: WebContext) -> Starlette:
             log.warning("OAuth callback with an error: %s", message)
             return _message(request, context, "Connection failed", message, status=400)
         state = params.get("state", "")
-        tenant_id = context.binding.tenant_for(request.cookies.get(security.FLOW_COOKIE), state)
+        tenant_id = context.binding.tenant_for(
+            request.cookies.get(security.FLOW_COOKIE), state
+        )
         if tenant_id is None:
-            log.warning("OAuth callback with a state this browser did not start; rejected")
+            log.warning(
+                "OAuth callback with a state this browser did not start; rejected"
+            )
             return _message(
-                request, context, "Connection failed",
+                request,
+                context,
+                "Connection failed",
                 "this browser did not start this connection (or the server restarted since): start it again "
                 "from the tenant list",
                 status=400,
             )
         try:
-            tenant = context.connector.complete(state=state, code=params.get("code", ""), tenant_id=tenant_id)
+            tenant = context.connector.complete(
+                state=state, code=params.get("code", ""), tenant_id=tenant_id
+            )
         except ConnectError as error:
             log.warning("OAuth callback for tenant %s rejected: %s", tenant_id, error)
-            return _message(request, context, "Connection failed", str(error), status=400)
-        response = RedirectResponse(f"/?notice={quote(f'Tenant {tenant.tenant_id} is {tenant.status}.')}", 303)
+            return _message(
+                request, context, "Connection failed", str(error), status=400
+            )
+        response = RedirectResponse(
+            f"/?notice={quote(f'Tenant {tenant.tenant_id} is {tenant.status}.')}", 303
+        )
         response.delete_cookie(security.FLOW_COOKIE, path="/")
         return response
 
@@ -122,7 +146,11 @@ def create_app(context: WebContext) -> Starlette:
         context.store.get_tenant(tenant_id)
         text = json.dumps(context.store.mapping(tenant_id).to_dict(), indent=2)
         return _page(
-            request, context, "mapping.html", tenant_id=tenant_id, mapping_json=text,
+            request,
+            context,
+            "mapping.html",
+            tenant_id=tenant_id,
+            mapping_json=text,
             notice=request.query_params.get("notice"),
         )
 
@@ -137,12 +165,19 @@ def create_app(context: WebContext) -> Starlette:
         except (MappingError, SalesforceError) as error:
             log.warning("Tenant %s: mapping rejected: %s", tenant_id, error)
             return _page(
-                request, context, "mapping.html", tenant_id=tenant_id, mapping_json=text, error=str(error),
+                request,
+                context,
+                "mapping.html",
+                tenant_id=tenant_id,
+                mapping_json=text,
+                error=str(error),
                 status=400,
             )
         context.store.set_mapping(tenant_id, mapping)
         log.info("Tenant %s: mapping saved from the connect page", tenant_id)
-        return RedirectResponse(f"/tenants/{tenant_id}/mapping?notice=Mapping+saved.", 303)
+        return RedirectResponse(
+            f"/tenants/{tenant_id}/mapping?notice=Mapping+saved.", 303
+        )
 
     async def not_found(request: Request, error: Exception) -> Response:
         log.info("%s %s: %s", request.method, request.url.path, error)
@@ -157,7 +192,9 @@ def create_app(context: WebContext) -> Starlette:
         return _message(request, context, "Request rejected", str(error), status=403)
 
     async def add_headers(request: Request, call_next) -> Response:
-        return security.add_security_headers(await call_next(request), emulator_mode=context.emulator_mode)
+        return security.add_security_headers(
+            await call_next(request), emulator_mode=context.emulator_mode
+        )
 
     return Starlette(
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=add_headers)],
@@ -185,7 +222,11 @@ def _start_flow(context: WebContext, tenant_id: str) -> Response:
     response.set_cookie(
         security.FLOW_COOKIE,
         context.binding.cookie_value(tenant_id, authorization.state),
-        max_age=600, httponly=True, samesite="lax", secure=context.secure_cookies, path="/",
+        max_age=600,
+        httponly=True,
+        samesite="lax",
+        secure=context.secure_cookies,
+        path="/",
     )
     log.info("Tenant %s: OAuth flow started from the connect page", tenant_id)
     return response
@@ -206,17 +247,25 @@ def _rows(context: WebContext) -> list[_Row]:
         label = ORG_LABELS.get(tenant.org_type, tenant.org_type)
         if tenant.my_domain:
             label += f" ({tenant.my_domain})"
-        calls = sum(context.store.calls_by_phase(tenant.tenant_id, since=since).values())
+        calls = sum(
+            context.store.calls_by_phase(tenant.tenant_id, since=since).values()
+        )
         latest = context.store.latest_usage(tenant.tenant_id)
         usage = f"{calls} calls in 24 h"
         if latest:
             usage += f"; org {latest[0]:,}/{latest[1]:,}"
-        last = tenant.last_sync_at.strftime("%Y-%m-%d %H:%M UTC") if tenant.last_sync_at else "never"
+        last = (
+            tenant.last_sync_at.strftime("%Y-%m-%d %H:%M UTC")
+            if tenant.last_sync_at
+            else "never"
+        )
         rows.append(_Row(tenant, label, last, usage))
     return rows
 
 
-def _page(request: Request, context: WebContext, template: str, *, status: int = 200, **values) -> Response:
+def _page(
+    request: Request, context: WebContext, template: str, *, status: int = 200, **values
+) -> Response:
     token = security.csrf_token(request)
     body = render(template, csrf=token, emulator_mode=context.emulator_mode, **values)
     response = HTMLResponse(body, status_code=status)
@@ -224,5 +273,9 @@ def _page(request: Request, context: WebContext, template: str, *, status: int =
     return response
 
 
-def _message(request: Request, context: WebContext, title: str, message: str, *, status: int) -> Response:
-    return _page(request, context, "message.html", title=title, error=message, status=status)
+def _message(
+    request: Request, context: WebContext, title: str, message: str, *, status: int
+) -> Response:
+    return _page(
+        request, context, "message.html", title=title, error=message, status=status
+    )

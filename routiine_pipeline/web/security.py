@@ -51,10 +51,14 @@ class FlowBinding:
         if not cookie or "." not in cookie:
             return None
         tenant_id, _, mac = cookie.rpartition(".")
-        return tenant_id if hmac.compare_digest(mac, self._mac(tenant_id, state)) else None
+        return (
+            tenant_id if hmac.compare_digest(mac, self._mac(tenant_id, state)) else None
+        )
 
     def _mac(self, tenant_id: str, state: str) -> str:
-        return hmac.new(self._key, f"{tenant_id}\n{state}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(
+            self._key, f"{tenant_id}\n{state}".encode(), hashlib.sha256
+        ).hexdigest()
 
 
 def csrf_token(request: Request) -> str:
@@ -63,7 +67,9 @@ def csrf_token(request: Request) -> str:
 
 
 def set_csrf_cookie(response: Response, token: str, *, secure: bool) -> None:
-    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
+    response.set_cookie(
+        CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/"
+    )
 
 
 def check_csrf(request: Request, form_token: str | None) -> None:
@@ -71,10 +77,14 @@ def check_csrf(request: Request, form_token: str | None) -> None:
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.url.netloc}"
     if origin and origin != "null" and origin != own:
-        raise CsrfError(f"form posted from another origin ({origin}); reload the page and try again")
+        raise CsrfError(
+            f"form posted from another origin ({origin}); reload the page and try again"
+        )
     cookie = request.cookies.get(CSRF_COOKIE)
     if not cookie or not form_token or not hmac.compare_digest(cookie, form_token):
-        raise CsrfError("missing or invalid CSRF token; reload the page and submit the form again")
+        raise CsrfError(
+            "missing or invalid CSRF token; reload the page and submit the form again"
+        )
 
 
 def content_security_policy(*, emulator_mode: bool) -> str:
@@ -96,5 +106,7 @@ def content_security_policy(*, emulator_mode: bool) -> str:
 def add_security_headers(response: Response, *, emulator_mode: bool) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", content_security_policy(emulator_mode=emulator_mode))
+    response.headers.setdefault(
+        "Content-Security-Policy", content_security_policy(emulator_mode=emulator_mode)
+    )
     return response

@@ -37,15 +37,24 @@ def describe_loader(store: ControlStore, connector: TenantConnector):
         tenant = store.get_tenant(tenant_id)
         if not tenant.instance_url:
             raise ReauthorizationRequiredError(
-                f"tenant {tenant_id} is not connected yet: connect it before editing its mapping", tenant=tenant_id
+                f"tenant {tenant_id} is not connected yet: connect it before editing its mapping",
+                tenant=tenant_id,
             )
         tokens = StoredTokens(
-            store, connector.vault, connector.app, tenant_id, allow_loopback=connector.allow_loopback
+            store,
+            connector.vault,
+            connector.app,
+            tenant_id,
+            allow_loopback=connector.allow_loopback,
         )
         client = SalesforceClient(
-            instance_url=check_salesforce_url(tenant.instance_url, allow_loopback=connector.allow_loopback),
+            instance_url=check_salesforce_url(
+                tenant.instance_url, allow_loopback=connector.allow_loopback
+            ),
             tokens=tokens,
-            guard=BudgetGuard(store, tenant_id, BudgetPolicy(), run_id=None, phase="mapping"),
+            guard=BudgetGuard(
+                store, tenant_id, BudgetPolicy(), run_id=None, phase="mapping"
+            ),
             tenant=tenant_id,
         )
         results: dict[str, dict[str, Any] | None] = {}
@@ -95,6 +104,11 @@ def check_listen_address(host: str, port: int, redirect_uri: str) -> None:
 def uvicorn_server(context: WebContext, host: str, port: int) -> uvicorn.Server:
     # The access log is off: callback URLs carry the authorization code and the state.
     config = uvicorn.Config(
-        create_app(context), host=host, port=port, access_log=False, log_level="warning", server_header=False
+        create_app(context),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
     )
     return uvicorn.Server(config)

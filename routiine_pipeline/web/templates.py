@@ -83,7 +83,12 @@ _MESSAGE = """{% extends "layout.html" %}
 
 environment = jinja2.Environment(
     loader=jinja2.DictLoader(
-        {"layout.html": _LAYOUT, "index.html": _INDEX, "mapping.html": _MAPPING, "message.html": _MESSAGE}
+        {
+            "layout.html": _LAYOUT,
+            "index.html": _INDEX,
+            "mapping.html": _MAPPING,
+            "message.html": _MESSAGE,
+        }
     ),
     autoescape=True,
     undefined=jinja2.StrictUndefined,

@@ -1,4 +1,4 @@
-"""Which Routiine-owned values need sending, and the payloads that carry them.
+"""Selection of the Routiine-owned values to send, and the payloads that carry them.
 
 A value is sent when it differs from the last value written, or when the
 extract saw a newer version of the record (after our last write) whose value
@@ -79,23 +79,49 @@ def pending_changes(conn: duckdb.DuckDBPyConnection) -> list[Change]:
         """
     ).fetchall()
     changes = []
-    for deal_id, score, action, last_score, last_action, written_at, sf_score, sf_action, modstamp in rows:
+    for (
+        deal_id,
+        score,
+        action,
+        last_score,
+        last_action,
+        written_at,
+        sf_score,
+        sf_action,
+        modstamp,
+    ) in rows:
         desired = {"Momentum_Score__c": float(score), "Next_Best_Action__c": action}
         never_written = written_at is None
-        differs_from_last = never_written or (last_score, last_action) != (desired["Momentum_Score__c"], action)
-        # The extracted value only says something about edits when it was read after our write.
-        seen_after_write = never_written or (modstamp is not None and modstamp > written_at)
-        differs_in_salesforce = seen_after_write and (sf_score, sf_action) != (desired["Momentum_Score__c"], action)
+        differs_from_last = never_written or (last_score, last_action) != (
+            desired["Momentum_Score__c"],
+            action,
+        )
+        # The extracted value only tells about edits when it was read after our write.
+        seen_after_write = never_written or (
+            modstamp is not None and modstamp > written_at
+        )
+        differs_in_salesforce = seen_after_write and (sf_score, sf_action) != (
+            desired["Momentum_Score__c"],
+            action,
+        )
         if differs_from_last or differs_in_salesforce:
             changes.append(
-                Change(deal_id, desired, restores_edit=not differs_from_last and not never_written)
+                Change(
+                    deal_id,
+                    desired,
+                    restores_edit=not differs_from_last and not never_written,
+                )
             )
     return changes
 
 
 def build_payload(change: Change) -> dict[str, Any]:
     """Build one sObject Collections record, refusing any field outside the Routiine allowlist."""
-    record = {"attributes": {"type": "Opportunity"}, "id": change.record_id, **change.values}
+    record = {
+        "attributes": {"type": "Opportunity"},
+        "id": change.record_id,
+        **change.values,
+    }
     check_payload(record)
     return record
 
@@ -110,5 +136,7 @@ def check_payload(record: dict[str, Any]) -> None:
         )
     for name, value in record.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"Opportunity {record.get('id')}: {name} is {value}, which is not valid JSON")
+            raise ValueError(
+                f"Opportunity {record.get('id')}: {name} is {value}, which is not valid JSON"
+            )
     json.dumps(record, allow_nan=False)

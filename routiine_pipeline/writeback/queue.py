@@ -36,7 +36,13 @@ TRANSIENT, PERMANENT, DELETED = "transient", "permanent", "deleted"
 # Codes that may succeed on a later attempt. HTTP failures of a whole call are
 # stored under SERVER_UNAVAILABLE, UNKNOWN_EXCEPTION or TIMEOUT and retried too.
 TRANSIENT_CODES = frozenset(
-    {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "UNKNOWN_EXCEPTION", "TIMEOUT"}
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_RUNNING_TOO_LONG",
+        "UNKNOWN_EXCEPTION",
+        "TIMEOUT",
+    }
 )
 
 
@@ -63,7 +69,9 @@ class RetrySettings:
 
     def __post_init__(self) -> None:
         if self.max_permanent_attempts < 1 or self.alert_after < 1:
-            raise ValueError("max_permanent_attempts and alert_after must be at least 1")
+            raise ValueError(
+                "max_permanent_attempts and alert_after must be at least 1"
+            )
 
     def backoff(self, attempt: int) -> timedelta:
         return min(self.max_backoff, self.base_backoff * 2 ** (attempt - 1))
@@ -87,17 +95,35 @@ def load_queue(conn: duckdb.DuckDBPyConnection) -> dict[str, QueueEntry]:
     rows = conn.execute(
         "SELECT record_id, field_values, attempts, failure_kind, next_attempt_at FROM writeback_queue"
     ).fetchall()
-    return {row[0]: QueueEntry(row[0], json.loads(row[1]), row[2], row[3], row[4]) for row in rows}
+    return {
+        row[0]: QueueEntry(row[0], json.loads(row[1]), row[2], row[3], row[4])
+        for row in rows
+    }
 
 
 def store_failure(
-    conn: duckdb.DuckDBPyConnection, record_id: str, values: dict[str, Any], attempt: int,
-    kind: str, errors: list[dict], next_attempt_at: datetime | None, now: datetime,
+    conn: duckdb.DuckDBPyConnection,
+    record_id: str,
+    values: dict[str, Any],
+    attempt: int,
+    kind: str,
+    errors: list[dict],
+    next_attempt_at: datetime | None,
+    now: datetime,
 ) -> None:
     code = errors[0].get("statusCode") if errors else None
     conn.execute(
         "INSERT OR REPLACE INTO writeback_queue VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [record_id, json.dumps(values, sort_keys=True), attempt, kind, code, json.dumps(errors), next_attempt_at, now],
+        [
+            record_id,
+            json.dumps(values, sort_keys=True),
+            attempt,
+            kind,
+            code,
+            json.dumps(errors),
+            next_attempt_at,
+            now,
+        ],
     )
 
 
@@ -105,7 +131,9 @@ def clear_entry(conn: duckdb.DuckDBPyConnection, record_id: str) -> None:
     conn.execute("DELETE FROM writeback_queue WHERE record_id = ?", [record_id])
 
 
-def publish_due_time(store: ControlStore, conn: duckdb.DuckDBPyConnection, tenant: str, now: datetime) -> None:
+def publish_due_time(
+    store: ControlStore, conn: duckdb.DuckDBPyConnection, tenant: str, now: datetime
+) -> None:
     """Copy the number of pending retries and the earliest due time to the control store."""
     pending, next_at = conn.execute(
         "SELECT count(*), min(next_attempt_at) FROM writeback_queue WHERE next_attempt_at IS NOT NULL"
@@ -114,7 +142,12 @@ def publish_due_time(store: ControlStore, conn: duckdb.DuckDBPyConnection, tenan
     with store.engine.begin() as control:
         control.execute(table.delete().where(table.c.tenant_id == tenant))
         control.execute(
-            table.insert().values(tenant_id=tenant, pending=pending, next_attempt_at=next_at, updated_at=now)
+            table.insert().values(
+                tenant_id=tenant,
+                pending=pending,
+                next_attempt_at=next_at,
+                updated_at=now,
+            )
         )
 
 
@@ -123,7 +156,10 @@ def due_retries(store: ControlStore, now: datetime) -> dict[str, datetime]:
     table = budget_tables.writeback_retries
     with store.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(table.c.tenant_id, table.c.next_attempt_at)
-            .where(table.c.next_attempt_at.is_not(None), table.c.next_attempt_at <= now, table.c.pending > 0)
+            sa.select(table.c.tenant_id, table.c.next_attempt_at).where(
+                table.c.next_attempt_at.is_not(None),
+                table.c.next_attempt_at <= now,
+                table.c.pending > 0,
+            )
         ).all()
     return {tenant: at for tenant, at in rows}

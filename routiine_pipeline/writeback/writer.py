@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -85,7 +85,7 @@ def send_changes(
     batches stay stored and the rest stays pending for the next cycle.
     """
     logger = logger or log
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     retry = retry or retry_queue.RetrySettings()
     ensure_tables(conn)
     queued = retry_queue.load_queue(conn)
@@ -107,7 +107,9 @@ def send_changes(
             report.restored_edits += 1
             logger.warning(
                 "Tenant %s: Opportunity %s had its Routiine fields edited in Salesforce; restoring %s",
-                tenant, change.record_id, change.values,
+                tenant,
+                change.record_id,
+                change.values,
             )
 
     for start in range(0, len(due), MAX_COLLECTION_RECORDS):
@@ -115,29 +117,49 @@ def send_changes(
         payload = [build_payload(change) for change, _ in chunk]
         try:
             results = client.update_records(payload)
-        except (sf_errors.BudgetExhaustedError, sf_errors.RequestLimitExceededError) as error:
+        except (
+            sf_errors.BudgetExhaustedError,
+            sf_errors.RequestLimitExceededError,
+        ) as error:
             report.stopped = f"API limit reached: {error}"
-            logger.warning("Tenant %s: write-back stopped, %d records left for the next cycle: %s",
-                           tenant, len(due) - start, error)
+            logger.warning(
+                "Tenant %s: write-back stopped, %d records left for the next cycle: %s",
+                tenant,
+                len(due) - start,
+                error,
+            )
             break
         except sf_errors.TransientError as error:
             # The client already retried the call; every record of the batch waits for a later cycle.
             report.calls += 1
-            code = "TIMEOUT" if "timed out" in error.message else (error.error_code or "SERVER_UNAVAILABLE")
+            code = (
+                "TIMEOUT"
+                if "timed out" in error.message
+                else (error.error_code or "SERVER_UNAVAILABLE")
+            )
             failure = {"statusCode": code, "message": error.message, "fields": []}
-            results = [{"id": change.record_id, "success": False, "errors": [failure]} for change, _ in chunk]
+            results = [
+                {"id": change.record_id, "success": False, "errors": [failure]}
+                for change, _ in chunk
+            ]
         else:
             report.calls += 1
         report.sent += len(chunk)
         _store_results(conn, tenant, run_id, chunk, results, report, logger, now, retry)
         logger.info(
             "Tenant %s: write-back batch %d sent %d records (%d/%d done)",
-            tenant, report.calls, len(chunk), report.sent, len(due),
+            tenant,
+            report.calls,
+            len(chunk),
+            report.sent,
+            len(due),
         )
     return report
 
 
-def _store_results(conn, tenant, run_id, chunk, results, report, logger, now, retry) -> None:
+def _store_results(
+    conn, tenant, run_id, chunk, results, report, logger, now, retry
+) -> None:
     conn.execute("BEGIN TRANSACTION")
     try:
         for (change, attempt), result in zip(chunk, results, strict=True):
@@ -146,47 +168,90 @@ def _store_results(conn, tenant, run_id, chunk, results, report, logger, now, re
             conn.execute(
                 "INSERT INTO writeback_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    tenant, run_id, change.record_id, json.dumps(change.values), attempt,
-                    bool(result.get("success")), first.get("statusCode"), first.get("message"),
-                    json.dumps(first.get("fields") or []), json.dumps(errors), now,
+                    tenant,
+                    run_id,
+                    change.record_id,
+                    json.dumps(change.values),
+                    attempt,
+                    bool(result.get("success")),
+                    first.get("statusCode"),
+                    first.get("message"),
+                    json.dumps(first.get("fields") or []),
+                    json.dumps(errors),
+                    now,
                 ],
             )
             if result.get("success"):
                 report.succeeded += 1
                 conn.execute(
                     "INSERT OR REPLACE INTO writeback_state VALUES (?, ?, ?, ?)",
-                    [change.record_id, change.values["Momentum_Score__c"], change.values["Next_Best_Action__c"], now],
+                    [
+                        change.record_id,
+                        change.values["Momentum_Score__c"],
+                        change.values["Next_Best_Action__c"],
+                        now,
+                    ],
                 )
                 retry_queue.clear_entry(conn, change.record_id)
                 continue
-            _queue_failure(conn, tenant, change, attempt, errors, report, logger, now, retry)
+            _queue_failure(
+                conn, tenant, change, attempt, errors, report, logger, now, retry
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _queue_failure(conn, tenant, change, attempt, errors, report, logger, now, retry) -> None:
+def _queue_failure(
+    conn, tenant, change, attempt, errors, report, logger, now, retry
+) -> None:
     code = errors[0].get("statusCode") if errors else None
     kind = retry_queue.failure_kind(code)
-    failure = {"record_id": change.record_id, "attempt": attempt, "kind": kind, "errors": errors}
+    failure = {
+        "record_id": change.record_id,
+        "attempt": attempt,
+        "kind": kind,
+        "errors": errors,
+    }
     if kind == retry_queue.DELETED:
         report.dropped_deleted += 1
-        logger.info("Tenant %s: Opportunity %s was deleted in Salesforce; its write-back is dropped",
-                    tenant, change.record_id)
-        retry_queue.store_failure(conn, change.record_id, change.values, attempt, kind, errors, None, now)
+        logger.info(
+            "Tenant %s: Opportunity %s was deleted in Salesforce; its write-back is dropped",
+            tenant,
+            change.record_id,
+        )
+        retry_queue.store_failure(
+            conn, change.record_id, change.values, attempt, kind, errors, None, now
+        )
         return
     report.failures.append(failure)
     if kind == retry_queue.TRANSIENT:
         report.transient += 1
         next_at = now + retry.backoff(attempt)
         if attempt == retry.alert_after:
-            report.alerts.append(dict(failure, outcome=f"still failing after {attempt} attempts; retried from "
-                                                      f"{next_at:%Y-%m-%d %H:%M:%S} UTC"))
+            report.alerts.append(
+                dict(
+                    failure,
+                    outcome=f"still failing after {attempt} attempts; retried from "
+                    f"{next_at:%Y-%m-%d %H:%M:%S} UTC",
+                )
+            )
     else:
         report.failed += 1
-        next_at = now + retry.backoff(attempt) if attempt < retry.max_permanent_attempts else None
+        next_at = (
+            now + retry.backoff(attempt)
+            if attempt < retry.max_permanent_attempts
+            else None
+        )
         if next_at is None:
-            report.alerts.append(dict(failure, outcome=f"gave up after {attempt} attempts; sent again "
-                                                      "only when the value changes"))
-    retry_queue.store_failure(conn, change.record_id, change.values, attempt, kind, errors, next_at, now)
+            report.alerts.append(
+                dict(
+                    failure,
+                    outcome=f"gave up after {attempt} attempts; sent again "
+                    "only when the value changes",
+                )
+            )
+    retry_queue.store_failure(
+        conn, change.record_id, change.values, attempt, kind, errors, next_at, now
+    )

@@ -39,14 +39,19 @@ class AuthSetup:
     connector: TenantConnector
 
     def add(self, tenant_id: str) -> None:
-        self.store.add_tenant(tenant_id, org_type="production", login_url=self.server.url)
+        self.store.add_tenant(
+            tenant_id, org_type="production", login_url=self.server.url
+        )
 
     def authorize(self, tenant_id: str) -> tuple[str, str]:
         """Start a flow and approve it at the emulator; return the (state, code) of the callback."""
         url = self.connector.start(tenant_id)
         response = requests.post(
             f"{self.server.url}/services/oauth2/authorize",
-            data={**{k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}, "decision": "allow"},
+            data={
+                **{k: v[0] for k, v in parse_qs(urlsplit(url).query).items()},
+                "decision": "allow",
+            },
             allow_redirects=False,
             timeout=10,
         )
@@ -59,15 +64,28 @@ class AuthSetup:
         self.connector.complete(state=state, code=code, tenant_id=tenant_id)
 
     def tokens(self, tenant_id: str) -> StoredTokens:
-        return StoredTokens(self.store, self.vault, self.app, tenant_id, allow_loopback=True)
+        return StoredTokens(
+            self.store, self.vault, self.app, tenant_id, allow_loopback=True
+        )
 
     def token_requests(self) -> int:
         return self.org.usage.calls["token"]
 
 
-def make_setup(org: Org, home, redirect_uri: str, store_url: str | None = None) -> AuthSetup:
-    server = EmulatorServer(org, client_id=CLIENT_ID, client_secret=CLIENT_SECRET).start()
+def make_setup(
+    org: Org, home, redirect_uri: str, store_url: str | None = None
+) -> AuthSetup:
+    server = EmulatorServer(
+        org, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ).start()
     store = ControlStore(store_url or f"sqlite:///{home / 'control.db'}")
     vault = TokenVault(load_keys(home))
     app = OAuthApp(CLIENT_ID, CLIENT_SECRET, redirect_uri)
-    return AuthSetup(org, server, store, vault, app, TenantConnector(store, vault, app, allow_loopback=True))
+    return AuthSetup(
+        org,
+        server,
+        store,
+        vault,
+        app,
+        TenantConnector(store, vault, app, allow_loopback=True),
+    )

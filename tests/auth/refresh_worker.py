@@ -16,7 +16,9 @@ from routiine_pipeline.salesforce.oauth import OAuthApp
 
 
 def main() -> None:
-    store_url, home, tenant, rejected_file, start_at, client_id, client_secret = sys.argv[1:8]
+    store_url, home, tenant, rejected_file, start_at, client_id, client_secret = (
+        sys.argv[1:8]
+    )
     store = ControlStore(store_url)
     vault = TokenVault(load_keys(Path(home)))
     app = OAuthApp(client_id, client_secret, "http://127.0.0.1:1/oauth/callback")

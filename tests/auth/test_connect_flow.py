@@ -45,7 +45,9 @@ def test_authorize_url_carries_pkce_and_state(setup):
     assert len(query["state"][0]) >= 43
     assert query["redirect_uri"] == [setup.app.redirect_uri]
     with setup.store.engine.connect() as conn:
-        stored = conn.execute(sa.select(tables.oauth_states.c.state_hash)).scalars().all()
+        stored = (
+            conn.execute(sa.select(tables.oauth_states.c.state_hash)).scalars().all()
+        )
     assert stored == [hash_state(query["state"][0])]
 
 
@@ -63,7 +65,11 @@ def test_expired_state_rejected(setup):
     setup.add("alpha")
     state, code = setup.authorize("alpha")
     with setup.store.engine.begin() as conn:
-        conn.execute(tables.oauth_states.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+        conn.execute(
+            tables.oauth_states.update().values(
+                expires_at=utcnow() - timedelta(seconds=1)
+            )
+        )
     with pytest.raises(ConnectError, match="expired"):
         setup.connector.complete(state=state, code=code, tenant_id="alpha")
     assert _token_rows(setup) == []
@@ -97,10 +103,14 @@ def test_pkce_verifier_mismatch_stores_nothing(setup):
     column = tables.oauth_states.c
     with setup.store.engine.begin() as conn:
         other = conn.execute(
-            sa.select(column.verifier_ciphertext).where(column.state_hash == hash_state(state_two))
+            sa.select(column.verifier_ciphertext).where(
+                column.state_hash == hash_state(state_two)
+            )
         ).scalar_one()
         conn.execute(
-            tables.oauth_states.update().where(column.state_hash == hash_state(state_one)).values(verifier_ciphertext=other)
+            tables.oauth_states.update()
+            .where(column.state_hash == hash_state(state_one))
+            .values(verifier_ciphertext=other)
         )
     with pytest.raises(ConnectError, match="invalid_request"):
         setup.connector.complete(state=state_one, code=code_one, tenant_id="alpha")
@@ -131,7 +141,11 @@ class _HostileTokenEndpoint(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps(
-            {"access_token": "00D!stolen-access", "refresh_token": "5Aep-stolen", "instance_url": self.instance_url}
+            {
+                "access_token": "00D!stolen-access",
+                "refresh_token": "5Aep-stolen",
+                "instance_url": self.instance_url,
+            }
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -160,7 +174,11 @@ def test_hostile_instance_url_rejected(setup, instance_url):
     thread = threading.Thread(target=hostile.serve_forever, daemon=True)
     thread.start()
     try:
-        setup.store.add_tenant("alpha", org_type="production", login_url=f"http://127.0.0.1:{hostile.server_port}")
+        setup.store.add_tenant(
+            "alpha",
+            org_type="production",
+            login_url=f"http://127.0.0.1:{hostile.server_port}",
+        )
         state = parse_qs(urlsplit(setup.connector.start("alpha")).query)["state"][0]
         with pytest.raises(ConnectError, match="nothing was stored") as raised:
             setup.connector.complete(state=state, code="any-code", tenant_id="alpha")
@@ -189,7 +207,12 @@ def test_spoofed_login_host_gets_no_state(setup, login):
     with pytest.raises(UnsafeHostError, match="refusing to send credentials"):
         setup.connector.start("alpha")
     with setup.store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(tables.oauth_states)).scalar_one() == 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(tables.oauth_states)
+            ).scalar_one()
+            == 0
+        )
 
 
 @pytest.mark.parametrize(
@@ -197,12 +220,25 @@ def test_spoofed_login_host_gets_no_state(setup, login):
     [
         ("production", None, "https://login.salesforce.com/services/oauth2/authorize?"),
         ("sandbox", None, "https://test.salesforce.com/services/oauth2/authorize?"),
-        ("my_domain", "acme", "https://acme.my.salesforce.com/services/oauth2/authorize?"),
-        ("my_domain", "acme--uat.sandbox", "https://acme--uat.sandbox.my.salesforce.com/services/oauth2/authorize?"),
+        (
+            "my_domain",
+            "acme",
+            "https://acme.my.salesforce.com/services/oauth2/authorize?",
+        ),
+        (
+            "my_domain",
+            "acme--uat.sandbox",
+            "https://acme--uat.sandbox.my.salesforce.com/services/oauth2/authorize?",
+        ),
     ],
 )
 def test_authorize_host_follows_org_type(setup, org_type, my_domain, host):
-    setup.store.add_tenant("alpha", org_type=org_type, login_url=login_url(org_type, my_domain), my_domain=my_domain)
+    setup.store.add_tenant(
+        "alpha",
+        org_type=org_type,
+        login_url=login_url(org_type, my_domain),
+        my_domain=my_domain,
+    )
     assert setup.connector.start("alpha").startswith(host)
 
 
@@ -226,4 +262,6 @@ def test_authorize_host_follows_org_type(setup, org_type, my_domain, host):
 def test_hostile_my_domain_rejected(hostile):
     with pytest.raises((ValueError, UnsafeHostError)) as raised:
         login_url("my_domain", hostile)
-    assert "invalid My Domain" in str(raised.value) or "refusing to send credentials" in str(raised.value)
+    assert "invalid My Domain" in str(
+        raised.value
+    ) or "refusing to send credentials" in str(raised.value)

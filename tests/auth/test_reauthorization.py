@@ -27,15 +27,24 @@ def revoked(emulator_env, redirect_uri, tmp_path):
     """Tenant alpha connected, then its refresh token revoked and its access token expired at the org."""
     org = Org(clock=Clock())
     stamp = org.clock.now()
-    org.load({
-        "Opportunity": [
-            {
-                "Id": make_id("Opportunity", 1), "Name": "Deal 1", "StageName": "Prospecting",
-                "CloseDate": stamp.date(), "IsClosed": False, "IsWon": False, "IsDeleted": False,
-                "CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
-            }
-        ]
-    })
+    org.load(
+        {
+            "Opportunity": [
+                {
+                    "Id": make_id("Opportunity", 1),
+                    "Name": "Deal 1",
+                    "StageName": "Prospecting",
+                    "CloseDate": stamp.date(),
+                    "IsClosed": False,
+                    "IsWon": False,
+                    "IsDeleted": False,
+                    "CreatedDate": stamp,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                }
+            ]
+        }
+    )
     setup = make_setup(org, emulator_env, redirect_uri)
     setup.connect("alpha")
     (tmp_path / "dagster_home").mkdir()
@@ -53,17 +62,27 @@ class RunFailed(Exception):
 
 
 def _run(instance, job_name: str, partition_key: str, run_config: dict | None = None):
-    result = jobs.definitions().resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition_key, tags={"routiine/tenant": "alpha"},
-        run_config=run_config or {}, raise_on_error=False,
+    result = (
+        jobs.definitions()
+        .resolve_job_def(job_name)
+        .execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            tags={"routiine/tenant": "alpha"},
+            run_config=run_config or {},
+            raise_on_error=False,
+        )
     )
     if not result.success:
         descriptions = [
             event.step_failure_data.user_failure_data.description
             for event in result.all_events
-            if event.event_type_value == "STEP_FAILURE" and event.step_failure_data.user_failure_data
+            if event.event_type_value == "STEP_FAILURE"
+            and event.step_failure_data.user_failure_data
         ]
-        raise RunFailed("; ".join(descriptions) or "run failed without a Failure description")
+        raise RunFailed(
+            "; ".join(descriptions) or "run failed without a Failure description"
+        )
     return result
 
 
@@ -71,13 +90,20 @@ def _sync(instance):
     # The run starts after the records' stamps, so the extract's lag does not hide them.
     run_start = datetime.now(UTC) + timedelta(minutes=2)
     month = run_start.strftime("%Y-%m-01")
-    return _run(instance, jobs.SYNC_JOB, jobs.month_partition_key("alpha", month), jobs.extract_run_config(run_start))
+    return _run(
+        instance,
+        jobs.SYNC_JOB,
+        jobs.month_partition_key("alpha", month),
+        jobs.extract_run_config(run_start),
+    )
 
 
 def _schedule_context(instance) -> dg.ScheduleEvaluationContext:
     resources = build_resources()
     return dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=NOW, resources={"budget": resources["budget"]}
+        instance=instance,
+        scheduled_execution_time=NOW,
+        resources={"budget": resources["budget"]},
     )
 
 
@@ -86,8 +112,17 @@ def _raw_row_count() -> int:
     if not path.exists():
         return 0
     with open_database(path, read_only=True) as conn:
-        tables = [row[0] for row in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-        return sum(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in tables if name.startswith("raw_"))
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+            ).fetchall()
+        ]
+        return sum(
+            conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            for name in tables
+            if name.startswith("raw_")
+        )
 
 
 def test_invalid_grant_fails_run_fast(revoked):
@@ -134,16 +169,25 @@ def test_stored_refresh_token_kept(revoked):
 def test_retry_policy_does_not_rerun(revoked):
     setup, instance, _ = revoked
     retrying = dg.define_asset_job(
-        "retrying_sync", selection=dg.AssetSelection.assets(*RAW_ASSET_KEYS.values()),
+        "retrying_sync",
+        selection=dg.AssetSelection.assets(*RAW_ASSET_KEYS.values()),
         op_retry_policy=dg.RetryPolicy(max_retries=3),
     )
-    definitions = dg.Definitions(assets=[salesforce_raw], jobs=[retrying], resources=build_resources())
+    definitions = dg.Definitions(
+        assets=[salesforce_raw], jobs=[retrying], resources=build_resources()
+    )
     result = definitions.resolve_job_def("retrying_sync").execute_in_process(
-        instance=instance, partition_key=jobs.month_partition_key("alpha", MONTH),
-        run_config=jobs.extract_run_config(NOW), raise_on_error=False,
+        instance=instance,
+        partition_key=jobs.month_partition_key("alpha", MONTH),
+        run_config=jobs.extract_run_config(NOW),
+        raise_on_error=False,
     )
     assert not result.success
-    assert [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"] == []
+    assert [
+        event
+        for event in result.all_events
+        if event.event_type_value == "STEP_UP_FOR_RETRY"
+    ] == []
     assert setup.token_requests() == 2
 
 
@@ -154,7 +198,10 @@ def test_schedule_skips_then_includes_after_reconnect(revoked):
     with _schedule_context(instance) as context:
         skipped = tenant_sync_schedule(context)
     assert isinstance(skipped, dg.SkipReason)
-    assert "alpha: needs re-authorization: Salesforce rejected the refresh token" in skipped.skip_message
+    assert (
+        "alpha: needs re-authorization: Salesforce rejected the refresh token"
+        in skipped.skip_message
+    )
     assert "routiine tenants connect alpha" in skipped.skip_message
 
     state, code = setup.authorize("alpha")

@@ -54,16 +54,22 @@ def paged(emulator_env, redirect_uri):
 
 
 def _client(setup) -> SalesforceClient:
-    return SalesforceClient(instance_url=setup.server.url, tokens=setup.tokens("alpha"), tenant="alpha")
+    return SalesforceClient(
+        instance_url=setup.server.url, tokens=setup.tokens("alpha"), tenant="alpha"
+    )
 
 
 def test_expiry_mid_query_refreshes_once(paged):
     client = _client(paged)
     token_a1 = paged.tokens("alpha").access_token()
-    first = client.query("SELECT Id, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id")
+    first = client.query(
+        "SELECT Id, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id"
+    )
     assert len(first["records"]) == 2
     assert first["done"] is False
-    paged.org.faults.add_request_fault("invalid_session", path_contains="/query/", count=1)
+    paged.org.faults.add_request_fault(
+        "invalid_session", path_contains="/query/", count=1
+    )
     before = paged.token_requests()
     second = client.query_more(first["nextRecordsUrl"])
     token_a2 = paged.tokens("alpha").access_token()
@@ -73,14 +79,21 @@ def test_expiry_mid_query_refreshes_once(paged):
     assert len(second["records"]) == 2
     records = first["records"] + second["records"]
     assert len({record["Id"] for record in records}) == 4
-    assert max(record["SystemModstamp"] for record in records) == "2024-03-01T09:04:00.000+0000"
+    assert (
+        max(record["SystemModstamp"] for record in records)
+        == "2024-03-01T09:04:00.000+0000"
+    )
     assert [event.kind for event in client.events] == ["refresh"]
 
 
 def test_second_401_after_refresh_fails(paged):
     client = _client(paged)
-    first = client.query("SELECT Id, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id")
-    paged.org.faults.add_request_fault("invalid_session", path_contains="/query/", count=2)
+    first = client.query(
+        "SELECT Id, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id"
+    )
+    paged.org.faults.add_request_fault(
+        "invalid_session", path_contains="/query/", count=2
+    )
     before = paged.token_requests()
     with pytest.raises(SessionExpiredError, match="INVALID_SESSION_ID"):
         client.query_more(first["nextRecordsUrl"])
@@ -90,10 +103,20 @@ def test_second_401_after_refresh_fails(paged):
 def test_patch_resent_with_identical_body(paged):
     client = _client(paged)
     records = [
-        {"attributes": {"type": "Opportunity"}, "id": make_id("Opportunity", 1), "Name": "Renamed 1"},
-        {"attributes": {"type": "Opportunity"}, "id": make_id("Opportunity", 2), "Name": "Renamed 2"},
+        {
+            "attributes": {"type": "Opportunity"},
+            "id": make_id("Opportunity", 1),
+            "Name": "Renamed 1",
+        },
+        {
+            "attributes": {"type": "Opportunity"},
+            "id": make_id("Opportunity", 2),
+            "Name": "Renamed 2",
+        },
     ]
-    paged.org.faults.add_request_fault("invalid_session", path_contains="/composite/sobjects", count=1)
+    paged.org.faults.add_request_fault(
+        "invalid_session", path_contains="/composite/sobjects", count=1
+    )
     before = paged.token_requests()
     results = client.update_records(records)
     assert paged.token_requests() - before == 1
@@ -131,7 +154,9 @@ def test_threads_share_one_refresh(emulator_env, redirect_uri):
         rejected = setup.tokens("alpha").access_token()
         before = setup.token_requests()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda _: setup.tokens("alpha").refresh(rejected), range(8)))
+            results = list(
+                pool.map(lambda _: setup.tokens("alpha").refresh(rejected), range(8))
+            )
         assert setup.token_requests() - before == 1
         assert len(set(results)) == 1
         assert setup.store.get_tenant("alpha").status == CONNECTED
@@ -146,9 +171,22 @@ def _two_process_refresh(setup, store_url: str, home: Path) -> None:
     rejected_file.write_text(rejected)
     before = setup.token_requests()
     start_at = str(time.time() + 4.0)
-    args = [store_url, str(home), "alpha", str(rejected_file), start_at, CLIENT_ID, CLIENT_SECRET]
+    args = [
+        store_url,
+        str(home),
+        "alpha",
+        str(rejected_file),
+        start_at,
+        CLIENT_ID,
+        CLIENT_SECRET,
+    ]
     workers = [
-        subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
@@ -171,12 +209,16 @@ def test_two_processes_keep_rotated_token_sqlite(emulator_env, redirect_uri):
     org = Org(clock=Clock(), rotate_refresh_tokens=True)
     setup = make_setup(org, emulator_env, redirect_uri)
     try:
-        _two_process_refresh(setup, f"sqlite:///{emulator_env / 'control.db'}", emulator_env)
+        _two_process_refresh(
+            setup, f"sqlite:///{emulator_env / 'control.db'}", emulator_env
+        )
     finally:
         setup.server.stop()
 
 
-def test_two_processes_keep_rotated_token_postgres(emulator_env, redirect_uri, postgres_url):
+def test_two_processes_keep_rotated_token_postgres(
+    emulator_env, redirect_uri, postgres_url
+):
     org = Org(clock=Clock(), rotate_refresh_tokens=True)
     setup = make_setup(org, emulator_env, redirect_uri, store_url=postgres_url)
     try:
@@ -197,7 +239,8 @@ def test_lease_of_crashed_holder_expires(emulator_env, redirect_uri):
         with setup.store.engine.begin() as conn:
             conn.execute(
                 tables.tokens.update().values(
-                    refresh_lease_owner="crashed-process", refresh_lease_until=utcnow() - timedelta(seconds=1)
+                    refresh_lease_owner="crashed-process",
+                    refresh_lease_until=utcnow() - timedelta(seconds=1),
                 )
             )
         assert setup.tokens("alpha").refresh(rejected) != rejected

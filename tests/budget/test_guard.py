@@ -20,21 +20,48 @@ from routiine_pipeline.salesforce.ids import make_id
 def _ledger(world) -> list[dict]:
     column = tables.api_calls.c
     with world.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(tables.api_calls).where(column.tenant_id == TENANT).order_by(column.id))
+        rows = conn.execute(
+            sa.select(tables.api_calls)
+            .where(column.tenant_id == TENANT)
+            .order_by(column.id)
+        )
         return [dict(row._mapping) for row in rows]
 
 
 def test_every_call_kind_counted(world):
-    world.org.load({"Opportunity": [opportunity(n, world.clock.now()) for n in range(1, 4)]})
+    world.org.load(
+        {"Opportunity": [opportunity(n, world.clock.now()) for n in range(1, 4)]}
+    )
     client, guard = world.client()
     client.limits()
     client.describe("Opportunity")
     client.query("SELECT Id FROM Opportunity")
-    client.composite([{"method": "GET", "url": client.query_url("SELECT Id FROM Account"), "referenceId": "a"}])
-    client.update_records([{"attributes": {"type": "Opportunity"}, "id": make_id("Opportunity", 1),
-                            "Momentum_Score__c": 50}])
+    client.composite(
+        [
+            {
+                "method": "GET",
+                "url": client.query_url("SELECT Id FROM Account"),
+                "referenceId": "a",
+            }
+        ]
+    )
+    client.update_records(
+        [
+            {
+                "attributes": {"type": "Opportunity"},
+                "id": make_id("Opportunity", 1),
+                "Momentum_Score__c": 50,
+            }
+        ]
+    )
     ledger = _ledger(world)
-    assert [row["kind"] for row in ledger] == ["limits", "describe", "query", "composite", "collections"]
+    assert [row["kind"] for row in ledger] == [
+        "limits",
+        "describe",
+        "query",
+        "composite",
+        "collections",
+    ]
     assert len(ledger) == world.org.data_api_calls == guard.total_calls == 5
     assert [row["org_used"] for row in ledger] == [1, 2, 3, 4, 5]
     assert {row["org_max"] for row in ledger} == {15_000}
@@ -44,7 +71,9 @@ def test_every_call_kind_counted(world):
     ("age_minutes", "stale_after_minutes", "limits_calls"),
     [(0, 15, 0), (14, 15, 0), (16, 15, 1), (16, 30, 0), (31, 30, 1)],
 )
-def test_limits_read_only_when_stale(world, age_minutes, stale_after_minutes, limits_calls):
+def test_limits_read_only_when_stale(
+    world, age_minutes, stale_after_minutes, limits_calls
+):
     client, _ = world.client()
     client.query("SELECT Id FROM Account")  # leaves a fresh reading in the ledger
     world.clock.advance(age_minutes * 60)
@@ -85,16 +114,28 @@ def test_share_blocks_pipeline_calls(world):
 
 def test_tenant_overrides_defaults(world):
     budget = ApiBudget(control=ControlPlane())
-    assert budget.policy(TENANT) == BudgetPolicy(share=0.25, ceiling=0.90, run_cap=2_000)
+    assert budget.policy(TENANT) == BudgetPolicy(
+        share=0.25, ceiling=0.90, run_cap=2_000
+    )
     set_budget_overrides(world.store, TENANT, ceiling=0.5, run_cap=10)
     assert budget.policy(TENANT) == BudgetPolicy(share=0.25, ceiling=0.5, run_cap=10)
     assert budget.policy("other") == BudgetPolicy()
 
 
 def test_run_cap_stops_extract_cleanly(world):
-    objects = ["User", "Account", "Contact", "Opportunity", "OpportunityHistory", "Task", "Event"]
+    objects = [
+        "User",
+        "Account",
+        "Contact",
+        "Opportunity",
+        "OpportunityHistory",
+        "Task",
+        "Event",
+    ]
     client, _ = world.client(run_id="warm-up")
-    world.extract(client, objects)  # caches the describes, so the next run makes only composite calls
+    world.extract(
+        client, objects
+    )  # caches the describes, so the next run makes only composite calls
     world.clock.advance(60)
     world.org.insert("Account", {"Name": "Late Account"})
     world.org.insert("Event", {"Subject": "Late meeting"})
@@ -109,7 +150,9 @@ def test_run_cap_stops_extract_cleanly(world):
     assert [s for s in objects if extract.outcomes[s].done] == objects[:5]
     assert "RUN_CAP_REACHED" in extract.outcomes["Event"].error
     with world.duck() as conn:
-        assert conn.execute("SELECT count(*) FROM raw_account WHERE name = 'Late Account'").fetchone() == (1,)
+        assert conn.execute(
+            "SELECT count(*) FROM raw_account WHERE name = 'Late Account'"
+        ).fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM raw_event").fetchone() == (0,)
 
     client, _ = world.client(run_id="resumed")
@@ -140,20 +183,38 @@ def test_limit_mid_run_stops_and_resumes(routiine_home):
 def _run_limit_scenario(world) -> None:
     stamp = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
     account = make_id("Account", 1)
-    world.org.load({
-        "Account": [{"Id": account, "Name": "Acme", "IsDeleted": False, "CreatedDate": stamp,
-                     "LastModifiedDate": stamp, "SystemModstamp": stamp}],
-        "Contact": [
-            {"Id": make_id("Contact", n), "LastName": f"CON-{n}", "AccountId": account, "IsDeleted": False,
-             "CreatedDate": stamp + timedelta(minutes=9 + n), "LastModifiedDate": stamp + timedelta(minutes=9 + n),
-             "SystemModstamp": stamp + timedelta(minutes=9 + n)}
-            for n in range(1, 6)
-        ],
-    })
+    world.org.load(
+        {
+            "Account": [
+                {
+                    "Id": account,
+                    "Name": "Acme",
+                    "IsDeleted": False,
+                    "CreatedDate": stamp,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                }
+            ],
+            "Contact": [
+                {
+                    "Id": make_id("Contact", n),
+                    "LastName": f"CON-{n}",
+                    "AccountId": account,
+                    "IsDeleted": False,
+                    "CreatedDate": stamp + timedelta(minutes=9 + n),
+                    "LastModifiedDate": stamp + timedelta(minutes=9 + n),
+                    "SystemModstamp": stamp + timedelta(minutes=9 + n),
+                }
+                for n in range(1, 6)
+            ],
+        }
+    )
     objects = ["Account", "Contact", "Opportunity", "Task", "Event"]
     client, _ = world.client(run_id="describe")
     with world.duck() as conn:
-        load_describes(client, conn, objects, now=world.clock.now())  # cached, so the pass makes no describe call
+        load_describes(
+            client, conn, objects, now=world.clock.now()
+        )  # cached, so the pass makes no describe call
     world.org.inject_fault("request_limit", path_contains="/composite", skip=1)
     calls_before = dict(world.org.calls)
     data_before = world.org.data_api_calls
@@ -171,12 +232,20 @@ def _run_limit_scenario(world) -> None:
     with pytest.raises(BudgetExhaustedError):
         client.query("SELECT Id FROM Account")
     assert world.org.data_api_calls - data_before == 1
-    assert extract.outcomes["Account"].watermarks["2024-03-01"] == "2024-03-01T09:00:00.000Z"
+    assert (
+        extract.outcomes["Account"].watermarks["2024-03-01"]
+        == "2024-03-01T09:00:00.000Z"
+    )
     assert extract.outcomes["Contact"].done is False
     with world.duck() as conn:
-        contacts = conn.execute("SELECT lastname FROM raw_contact ORDER BY lastname").fetchall()
-        marks = dict(conn.execute(
-            "SELECT sobject, watermark FROM _watermarks WHERE window_key = '2024-03-01'").fetchall())
+        contacts = conn.execute(
+            "SELECT lastname FROM raw_contact ORDER BY lastname"
+        ).fetchall()
+        marks = dict(
+            conn.execute(
+                "SELECT sobject, watermark FROM _watermarks WHERE window_key = '2024-03-01'"
+            ).fetchall()
+        )
     assert contacts == [("CON-1",), ("CON-2",)]
     assert "Contact" not in marks or marks["Contact"] is None
     with world.store.engine.connect() as conn:
@@ -190,8 +259,11 @@ def _run_limit_scenario(world) -> None:
     extract, stopped = world.extract(client, objects)
     assert stopped is None
     with world.duck() as conn:
-        contacts = conn.execute("SELECT lastname, count(*) FROM raw_contact GROUP BY 1 ORDER BY 1").fetchall()
+        contacts = conn.execute(
+            "SELECT lastname, count(*) FROM raw_contact GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         mark = conn.execute(
-            "SELECT watermark FROM _watermarks WHERE sobject = 'Contact' AND window_key = '2024-03-01'").fetchone()
+            "SELECT watermark FROM _watermarks WHERE sobject = 'Contact' AND window_key = '2024-03-01'"
+        ).fetchone()
     assert contacts == [(f"CON-{n}", 1) for n in range(1, 6)]
     assert mark[0] == datetime(2024, 3, 1, 9, 14, tzinfo=UTC)

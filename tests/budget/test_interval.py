@@ -30,7 +30,12 @@ CASES = [
     (PRESSURE, 6_300, 3, PRESSURE),  # 6,588 fits 70% but not 65%
     (HIGH, 7_900, 3, HIGH),
     (PRESSURE, 8_950, 3, PAUSED),  # slowing down skips steps
-    (NORMAL, 1_000, 100, HIGH),  # own calls 9,600 and 4,800 exceed the 25% share; 2,400 fit
+    (
+        NORMAL,
+        1_000,
+        100,
+        HIGH,
+    ),  # own calls 9,600 and 4,800 exceed the 25% share; 2,400 fit
 ]
 
 
@@ -43,7 +48,9 @@ def test_choose_interval_table(current, used, per_run, expected):
 
 
 def test_decision_carries_figures():
-    decision = choose_interval(NORMAL, ApiUsage(6_800, LIMIT), 3, policy=POLICY, ceiling=0.90, share=0.25)
+    decision = choose_interval(
+        NORMAL, ApiUsage(6_800, LIMIT), 3, policy=POLICY, ceiling=0.90, share=0.25
+    )
     assert decision.interval_minutes == 30
     assert decision.projected == 6_944
     assert decision.reason == (
@@ -53,13 +60,20 @@ def test_decision_carries_figures():
 
 
 def test_no_reading_keeps_mode():
-    decision = choose_interval(PRESSURE, None, 3, policy=POLICY, ceiling=0.90, share=0.25)
+    decision = choose_interval(
+        PRESSURE, None, 3, policy=POLICY, ceiling=0.90, share=0.25
+    )
     assert (decision.mode, decision.interval_minutes) == (PRESSURE, 30)
 
 
 @pytest.mark.parametrize(
     ("used", "per_run", "minutes", "expected"),
-    [(1_000, 3, 15, 1_288), (1_000, 3, 30, 1_144), (1_000, 3, 60, 1_072), (0, 0, 15, 0)],
+    [
+        (1_000, 3, 15, 1_288),
+        (1_000, 3, 30, 1_144),
+        (1_000, 3, 60, 1_072),
+        (0, 0, 15, 0),
+    ],
 )
 def test_projected_usage(used, per_run, minutes, expected):
     assert projected_usage(used, per_run, minutes) == expected

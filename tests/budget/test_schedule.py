@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sf_world import START, TENANT
 
 from routiine_pipeline.control import budget_tables, tables
-from routiine_pipeline.control.notify import WEBHOOK_ENV, deliver, Notification
+from routiine_pipeline.control.notify import WEBHOOK_ENV, Notification, deliver
 from routiine_pipeline.defs.automation import due_tenants, tenant_sync_schedule
 from routiine_pipeline.defs.partitions import tenant_partitions
 from routiine_pipeline.defs.resources import ApiBudget, ControlPlane
@@ -22,16 +22,28 @@ from routiine_pipeline.defs.resources import ApiBudget, ControlPlane
 def _reading(world, used: int, at) -> None:
     """Store one usage reading in the ledger, as a run's call would."""
     with world.store.engine.begin() as conn:
-        conn.execute(tables.api_calls.insert().values(
-            tenant_id=TENANT, at=at, kind="composite", status=200, org_used=used, org_max=15_000,
-            run_id=f"run-{at:%H%M}", phase="incremental"))
+        conn.execute(
+            tables.api_calls.insert().values(
+                tenant_id=TENANT,
+                at=at,
+                kind="composite",
+                status=200,
+                org_used=used,
+                org_max=15_000,
+                run_id=f"run-{at:%H%M}",
+                phase="incremental",
+            )
+        )
 
 
 def _history(world) -> list[tuple]:
     table = budget_tables.interval_history
     with world.store.engine.connect() as conn:
-        return conn.execute(sa.select(table.c.from_minutes, table.c.to_minutes, table.c.to_mode)
-                            .order_by(table.c.id)).all()
+        return conn.execute(
+            sa.select(
+                table.c.from_minutes, table.c.to_minutes, table.c.to_mode
+            ).order_by(table.c.id)
+        ).all()
 
 
 # Readings over a day, one per tick, and the mode each tick must choose (1 call per run).
@@ -55,10 +67,18 @@ def test_interval_follows_usage(world):
         _reading(world, used, now - timedelta(minutes=1))
         due_tenants(now, {TENANT}, budget)
         with world.store.engine.connect() as conn:
-            modes.append(conn.execute(sa.select(budget_tables.budget_state.c.mode)).scalar_one())
+            modes.append(
+                conn.execute(sa.select(budget_tables.budget_state.c.mode)).scalar_one()
+            )
     assert modes == [mode for _, mode in TICKS]
-    assert _history(world) == [(15, 30, "pressure"), (30, 60, "high"), (60, 60, "paused"),
-                               (60, 60, "high"), (60, 30, "pressure"), (30, 15, "normal")]
+    assert _history(world) == [
+        (15, 30, "pressure"),
+        (30, 60, "high"),
+        (60, 60, "paused"),
+        (60, 60, "high"),
+        (60, 30, "pressure"),
+        (30, 15, "normal"),
+    ]
     assert world.store.get_tenant(TENANT).interval_minutes == 15
     notes = [n["message"] for n in world.store.notifications(TENANT)]
     assert len(notes) == 6
@@ -84,11 +104,17 @@ def test_schedule_skip_names_tenant(world):
     budget = ApiBudget(control=ControlPlane())
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
-        with dg.build_schedule_context(instance=instance, scheduled_execution_time=START + timedelta(minutes=15),
-                                       resources={"budget": budget}) as context:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=START + timedelta(minutes=15),
+            resources={"budget": budget},
+        ) as context:
             result = tenant_sync_schedule(context)
     assert isinstance(result, dg.SkipReason)
-    assert f"{TENANT}: not due until 2024-03-01 10:30 UTC (interval 30 min, pressure" in result.skip_message
+    assert (
+        f"{TENANT}: not due until 2024-03-01 10:30 UTC (interval 30 min, pressure"
+        in result.skip_message
+    )
     assert world.org.data_api_calls == 0
 
 
@@ -96,8 +122,11 @@ def test_schedule_requests_due_tenant(world):
     world.store.update_tenant(TENANT, last_sync_at=START)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
-        with dg.build_schedule_context(instance=instance, scheduled_execution_time=START + timedelta(minutes=15),
-                                       resources={"budget": ApiBudget(control=ControlPlane())}) as context:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=START + timedelta(minutes=15),
+            resources={"budget": ApiBudget(control=ControlPlane())},
+        ) as context:
             result = tenant_sync_schedule(context)
     assert [request.tags["routiine/tenant"] for request in result] == [TENANT]
     assert world.store.get_tenant(TENANT).last_sync_at == START + timedelta(minutes=15)
@@ -141,8 +170,10 @@ def test_webhook_receives_interval_change(world, receiver, monkeypatch):
 
 @pytest.mark.parametrize(
     ("url", "logged"),
-    [("http://127.0.0.1:9/closed", "Webhook delivery to 127.0.0.1 failed"),
-     ("ftp://127.0.0.1/hook", "is not an http(s) URL")],
+    [
+        ("http://127.0.0.1:9/closed", "Webhook delivery to 127.0.0.1 failed"),
+        ("ftp://127.0.0.1/hook", "is not an http(s) URL"),
+    ],
 )
 def test_webhook_failure_never_raises(monkeypatch, caplog, url, logged):
     monkeypatch.setenv(WEBHOOK_ENV, url)

@@ -12,9 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("simulated_day", REPO / "bench" / "simulated_day.py")
+    spec = importlib.util.spec_from_file_location(
+        "simulated_day", REPO / "bench" / "simulated_day.py"
+    )
     module = importlib.util.module_from_spec(spec)
-    sys.modules["simulated_day"] = module  # dataclasses resolve annotations through sys.modules
+    sys.modules["simulated_day"] = (
+        module  # dataclasses resolve annotations through sys.modules
+    )
     spec.loader.exec_module(module)
     return module
 
@@ -31,11 +35,15 @@ def test_short_day_slows_then_pauses(routiine_home):
     assert adaptive.calls_crossing_ceiling == 0
     assert adaptive.pipeline_calls < fixed.pipeline_calls
     assert fixed.figures()["runs"] == 16
-    assert sum(tick.pipeline_calls for tick in adaptive.ticks) == adaptive.pipeline_calls
+    assert (
+        sum(tick.pipeline_calls for tick in adaptive.ticks) == adaptive.pipeline_calls
+    )
 
     with dg.instance_for_test() as instance:
         bench.report_to_dagster(adaptive, fixed, instance=instance)
-        event = instance.get_latest_materialization_event(dg.AssetKey("budget_simulated_day"))
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey("budget_simulated_day")
+        )
         metadata = event.asset_materialization.metadata
     assert metadata["pipeline_api_calls"].value == adaptive.pipeline_calls
     assert metadata["fixed_cadence_api_calls"].value == fixed.pipeline_calls

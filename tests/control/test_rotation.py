@@ -27,9 +27,18 @@ def _seed(home) -> tuple[TokenVault, dict[str, tuple[str, str]]]:
     vault = TokenVault(load_keys(home))
     tokens = {}
     for tenant in ("alpha", "beta"):
-        store.add_tenant(tenant, org_type="production", login_url="https://login.salesforce.com")
+        store.add_tenant(
+            tenant, org_type="production", login_url="https://login.salesforce.com"
+        )
         pair = (f"00D!{tenant}-access-9d1", f"5Aep-{tenant}-refresh-77c")
-        save_tokens(store, vault, tenant, TokenResponse(pair[0], pair[1], "https://acme.my.salesforce.com", None, None))
+        save_tokens(
+            store,
+            vault,
+            tenant,
+            TokenResponse(
+                pair[0], pair[1], "https://acme.my.salesforce.com", None, None
+            ),
+        )
         tokens[tenant] = pair
     TenantConnector(store, vault, APP, allow_loopback=False).start("alpha")
     return vault, tokens
@@ -38,8 +47,16 @@ def _seed(home) -> tuple[TokenVault, dict[str, tuple[str, str]]]:
 def _ciphertexts() -> list[str]:
     store = open_control_store(control_store_url())
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(tables.tokens.c.access_ciphertext, tables.tokens.c.refresh_ciphertext)).all()
-        states = conn.execute(sa.select(tables.oauth_states.c.verifier_ciphertext)).scalars().all()
+        rows = conn.execute(
+            sa.select(
+                tables.tokens.c.access_ciphertext, tables.tokens.c.refresh_ciphertext
+            )
+        ).all()
+        states = (
+            conn.execute(sa.select(tables.oauth_states.c.verifier_ciphertext))
+            .scalars()
+            .all()
+        )
     return [value for row in rows for value in row] + list(states)
 
 
@@ -60,7 +77,9 @@ def test_rotate_with_key_file(routiine_home, capsys):
         assert refresh not in output
     new_vault = TokenVault(new_keys)
     store = open_control_store(control_store_url())
-    assert {new_vault.key_id_of(value) for value in _ciphertexts()} == {new_keys[0].key_id}
+    assert {new_vault.key_id_of(value) for value in _ciphertexts()} == {
+        new_keys[0].key_id
+    }
     assert key_ids_in_use(store, new_vault) == {new_keys[0].key_id}
     for tenant, (_, refresh) in tokens.items():
         assert read_refresh_token(store, new_vault, tenant) == refresh

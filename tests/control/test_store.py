@@ -13,7 +13,9 @@ from routiine_pipeline.mapping import StageCategory
 
 
 def _exercise(store: ControlStore) -> None:
-    store.add_tenant("acme", org_type="production", login_url="https://login.salesforce.com")
+    store.add_tenant(
+        "acme", org_type="production", login_url="https://login.salesforce.com"
+    )
     tenant = store.get_tenant("acme")
     assert tenant.status == "pending_connection"
     assert tenant.interval_minutes == 15
@@ -29,9 +31,33 @@ def _exercise(store: ControlStore) -> None:
     store.set_mapping("acme", mapping)
     assert store.mapping("acme").stage_aliases == {"Negotiation/Review": "Negotiation"}
 
-    store.record_call("acme", kind="query", status=200, org_used=10, org_max=15000, run_id="r1", phase="backfill")
-    store.record_call("acme", kind="composite", status=200, org_used=11, org_max=15000, run_id="r1", phase="backfill")
-    store.record_call("acme", kind="limits", status=200, org_used=None, org_max=None, run_id=None, phase="connect")
+    store.record_call(
+        "acme",
+        kind="query",
+        status=200,
+        org_used=10,
+        org_max=15000,
+        run_id="r1",
+        phase="backfill",
+    )
+    store.record_call(
+        "acme",
+        kind="composite",
+        status=200,
+        org_used=11,
+        org_max=15000,
+        run_id="r1",
+        phase="backfill",
+    )
+    store.record_call(
+        "acme",
+        kind="limits",
+        status=200,
+        org_used=None,
+        org_max=None,
+        run_id=None,
+        phase="connect",
+    )
     assert store.calls_by_phase("acme") == {"backfill": 2, "connect": 1}
     assert store.latest_usage("acme")[:2] == (11, 15000)
     later = store.get_tenant("acme").updated_at + timedelta(days=1)
@@ -42,7 +68,9 @@ def _exercise(store: ControlStore) -> None:
     assert [n["kind"] for n in store.notifications("acme")] == ["needs_reauthorization"]
 
     with pytest.raises(ValueError, match="already exists"):
-        store.add_tenant("acme", org_type="production", login_url="https://login.salesforce.com")
+        store.add_tenant(
+            "acme", org_type="production", login_url="https://login.salesforce.com"
+        )
     store.remove_tenant("acme")
     with pytest.raises(TenantNotFoundError, match="acme"):
         store.get_tenant("acme")
@@ -56,7 +84,9 @@ def test_control_store_on_postgres(postgres_url):
     _exercise(ControlStore(postgres_url))
 
 
-@pytest.mark.parametrize("bad", ["Acme", "a|b", "", "-x", "x" * 64, "a,b", "a b", "../etc"])
+@pytest.mark.parametrize(
+    "bad", ["Acme", "a|b", "", "-x", "x" * 64, "a,b", "a b", "../etc"]
+)
 def test_tenant_id_rejects_unsafe_values(bad):
     with pytest.raises(ValueError, match="invalid tenant id"):
         check_tenant_id(bad)

@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from routiine_pipeline.control.vault import TokenVault, VaultError, load_keys, new_key_entry, parse_keys
+from routiine_pipeline.control.vault import (
+    TokenVault,
+    VaultError,
+    load_keys,
+    new_key_entry,
+    parse_keys,
+)
 
 
 def _vault(*entries: str) -> TokenVault:
@@ -14,7 +20,10 @@ def test_round_trip():
     vault = _vault(new_key_entry())
     ciphertext = vault.encrypt("00Dxx!secret-token", tenant="acme", kind="access_token")
     assert "secret-token" not in ciphertext
-    assert vault.decrypt(ciphertext, tenant="acme", kind="access_token") == "00Dxx!secret-token"
+    assert (
+        vault.decrypt(ciphertext, tenant="acme", kind="access_token")
+        == "00Dxx!secret-token"
+    )
 
 
 def test_ciphertext_of_another_tenant_fails():
@@ -37,18 +46,29 @@ def test_old_key_still_decrypts_after_rotation():
     ciphertext = _vault(old).encrypt("t", tenant="acme", kind="access_token")
     rotated = _vault(new, old)
     assert rotated.decrypt(ciphertext, tenant="acme", kind="access_token") == "t"
-    assert rotated.key_id_of(rotated.encrypt("t", tenant="acme", kind="access_token")) == new.split(":")[0]
+    assert (
+        rotated.key_id_of(rotated.encrypt("t", tenant="acme", kind="access_token"))
+        == new.split(":")[0]
+    )
 
 
 def test_missing_key_id_is_named():
-    ciphertext = _vault(new_key_entry()).encrypt("t", tenant="acme", kind="access_token")
+    ciphertext = _vault(new_key_entry()).encrypt(
+        "t", tenant="acme", kind="access_token"
+    )
     with pytest.raises(VaultError, match="not configured"):
         _vault(new_key_entry()).decrypt(ciphertext, tenant="acme", kind="access_token")
 
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "nokey", ":abc", "k1:not-base64!!", f"k1:{base64.b64encode(b'short').decode()}"],
+    [
+        "",
+        "nokey",
+        ":abc",
+        "k1:not-base64!!",
+        f"k1:{base64.b64encode(b'short').decode()}",
+    ],
 )
 def test_bad_key_specs_rejected(spec):
     with pytest.raises(VaultError):

@@ -36,20 +36,32 @@ class FixedToken:
         return self.token
 
     def refresh(self, rejected_token: str) -> str:
-        raise RuntimeError("the access token was rejected; the test issues tokens that outlive the run")
+        raise RuntimeError(
+            "the access token was rejected; the test issues tokens that outlive the run"
+        )
 
 
 def main(argv: list[str]) -> int:
     url, database, run_start = argv
     logging.basicConfig(level=logging.WARNING)
-    client = SalesforceClient(instance_url=url, tokens=FixedToken(os.environ[TOKEN_ENV]), tenant="acme")
+    client = SalesforceClient(
+        instance_url=url, tokens=FixedToken(os.environ[TOKEN_ENV]), tenant="acme"
+    )
     plans = [plan_fields(name, default_fields(name), None) for name in EXTRACT_OBJECTS]
     with open_database(Path(database)) as conn:
         extract = ExtractPass(
-            client, conn, tenant="acme", settings=ExtractSettings(), run_start=datetime.fromisoformat(run_start)
+            client,
+            conn,
+            tenant="acme",
+            settings=ExtractSettings(),
+            run_start=datetime.fromisoformat(run_start),
         )
         outcomes = extract.run(plans, [MonthWindow.from_key(key) for key in WINDOWS])
-    failed = {name: outcome.error for name, outcome in outcomes.items() if outcome.error or not outcome.done}
+    failed = {
+        name: outcome.error
+        for name, outcome in outcomes.items()
+        if outcome.error or not outcome.done
+    }
     if failed:
         print(f"sObjects failed: {failed}", file=sys.stderr)
         return 1

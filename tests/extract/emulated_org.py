@@ -39,7 +39,12 @@ _REQUIRED_VALUES: dict[str, dict[str, Any]] = {
     "User": {"LastName": "Rep", "IsActive": True},
     "Account": {"Name": "Account"},
     "Contact": {"LastName": "Contact"},
-    "Opportunity": {"StageName": "Prospecting", "CloseDate": date(2024, 6, 30), "IsClosed": False, "IsWon": False},
+    "Opportunity": {
+        "StageName": "Prospecting",
+        "CloseDate": date(2024, 6, 30),
+        "IsClosed": False,
+        "IsWon": False,
+    },
     "OpportunityHistory": {"StageName": "Prospecting"},
     "Task": {"Status": "Completed", "IsClosed": True},
     "Event": {"IsAllDayEvent": False},
@@ -121,7 +126,9 @@ class EmulatedOrg:
         session = session or requests.Session()
         self.sessions.append(session)
         tokens = IssuedTokens(self.org, self.server.client.client_id)
-        return SalesforceClient(instance_url=self.url, tokens=tokens, tenant="acme", session=session)
+        return SalesforceClient(
+            instance_url=self.url, tokens=tokens, tenant="acme", session=session
+        )
 
     def extract(
         self,
@@ -139,7 +146,9 @@ class EmulatedOrg:
 
         Without `connection` the pass opens the DuckDB file itself, in a UTC session.
         """
-        plans = plans or [plan_fields(name, default_fields(name), None) for name in sobjects]
+        plans = plans or [
+            plan_fields(name, default_fields(name), None) for name in sobjects
+        ]
         with ExitStack() as stack:
             conn = connection or stack.enter_context(open_database(self.database))
             extract = ExtractPass(
@@ -166,7 +175,9 @@ class EmulatedOrg:
 
 
 @contextmanager
-def emulated_org(tmp_path: Path, *, page_size: int = 2_000, **org_options: Any) -> Iterator[EmulatedOrg]:
+def emulated_org(
+    tmp_path: Path, *, page_size: int = 2_000, **org_options: Any
+) -> Iterator[EmulatedOrg]:
     """Serve a fresh org on a loopback port with a frozen clock at START."""
     clock = Clock(START, frozen=True)
     org = RecordingOrg(clock=clock, **org_options)
@@ -229,7 +240,9 @@ def recording_session() -> tuple[requests.Session, list[requests.PreparedRequest
     """Return a session that keeps every request it sent, in order, and that list."""
     session = requests.Session()
     sent: list[requests.PreparedRequest] = []
-    session.hooks["response"].append(lambda response, *args, **kwargs: sent.append(response.request))
+    session.hooks["response"].append(
+        lambda response, *args, **kwargs: sent.append(response.request)
+    )
     return session, sent
 
 

@@ -70,7 +70,9 @@ def _rows_by_month() -> dict[str, int]:
     with open_database(settings.tenant_database_path(TENANT), read_only=True) as conn:
         counts: dict[str, int] = {}
         for table in ("raw_account", "raw_opportunity", "raw_task"):
-            for window, count in conn.execute(f"SELECT _window, count(*) FROM {table} GROUP BY 1").fetchall():
+            for window, count in conn.execute(
+                f"SELECT _window, count(*) FROM {table} GROUP BY 1"
+            ).fetchall():
                 counts[window] = counts.get(window, 0) + count
     return counts
 
@@ -98,7 +100,10 @@ def test_backfill_months_then_rerun_skips(backfill_env, capsys):
     assert "month 2025-02 (2/2): 12 rows" in first
     assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY)
     runs = _backfill_runs(instance)
-    assert [run.tags["dagster/partition"] for run in runs] == [f"{JANUARY}|{TENANT}", f"{FEBRUARY}|{TENANT}"]
+    assert [run.tags["dagster/partition"] for run in runs] == [
+        f"{JANUARY}|{TENANT}",
+        f"{FEBRUARY}|{TENANT}",
+    ]
     for run in runs:
         assert run.is_success
         assert run.tags["routiine/tenant"] == TENANT
@@ -125,19 +130,50 @@ def test_full_refresh_reads_every_month_again(backfill_env, capsys):
     capsys.readouterr()
 
     queries_before = len(org.soql_log)
-    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03", "--full-refresh"]) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                TENANT,
+                "--from",
+                "2025-01",
+                "--to",
+                "2025-03",
+                "--full-refresh",
+            ]
+        )
+        == 0
+    )
     output = capsys.readouterr().out
     assert "already materialized" not in output
     assert "3 months extracted, 0 skipped" in output
     lowers = sorted(_lower_bounds(org.soql_log[queries_before:]))
-    assert lowers == ["2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z", "2025-03-01T00:00:00Z"]
+    assert lowers == [
+        "2025-01-01T00:00:00Z",
+        "2025-02-01T00:00:00Z",
+        "2025-03-01T00:00:00Z",
+    ]
     assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY, MARCH)
     assert len(_backfill_runs(instance)) == 6
 
 
 def test_parallel_reads_months_in_one_pass(backfill_env, capsys):
     org, instance = backfill_env
-    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03", "--parallel", "3"]) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                TENANT,
+                "--from",
+                "2025-01",
+                "--to",
+                "2025-03",
+                "--parallel",
+                "3",
+            ]
+        )
+        == 0
+    )
     output = capsys.readouterr().out
     # One describe call and two composite query calls for seven objects.
     assert "months 2025-01 to 2025-03: read in one pass, 3 API calls" in output
@@ -146,11 +182,15 @@ def test_parallel_reads_months_in_one_pass(backfill_env, capsys):
     window_queries = [soql for soql, _ in org.soql_log if "SystemModstamp >= " in soql]
     assert len(window_queries) == 7
     assert _lower_bounds(org.soql_log) == {"2025-01-01T00:00:00Z"}
-    assert all("SystemModstamp < 2025-04-01T00:00:00Z" in soql for soql in window_queries)
+    assert all(
+        "SystemModstamp < 2025-04-01T00:00:00Z" in soql for soql in window_queries
+    )
     runs = _backfill_runs(instance)
     assert len(runs) == 3
     assert all(run.is_success for run in runs)
-    materialized = instance.get_materialized_partitions(dg.AssetKey(["raw", "opportunity"]))
+    materialized = instance.get_materialized_partitions(
+        dg.AssetKey(["raw", "opportunity"])
+    )
     assert {f"{month}|{TENANT}" for month in (JANUARY, FEBRUARY, MARCH)} <= materialized
 
 
@@ -160,7 +200,10 @@ def test_api_limit_stops_cleanly(backfill_env, capsys):
     capsys.readouterr()
 
     org.add_other_app_usage(org.daily_api_limit)
-    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03"]) == EXIT_STOPPED
+    assert (
+        main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03"])
+        == EXIT_STOPPED
+    )
     output = capsys.readouterr().out
     assert "month 2025-01 (1/3): already materialized, skipped" in output
     assert "month 2025-02 (2/3): stopped" in output
@@ -173,10 +216,22 @@ def test_api_limit_stops_cleanly(backfill_env, capsys):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["backfill", "globex"], "tenant globex is not a partition of this Dagster instance"),
-        (["backfill", TENANT, "--from", "2025-03", "--to", "2025-01"], "--from 2025-03 is after --to 2025-01"),
-        (["backfill", TENANT, "--from", "2019-01"], "month 2019-01 is outside the partitions"),
-        (["backfill", TENANT, "--from", "March"], "invalid month 'March'; expected YYYY-MM"),
+        (
+            ["backfill", "globex"],
+            "tenant globex is not a partition of this Dagster instance",
+        ),
+        (
+            ["backfill", TENANT, "--from", "2025-03", "--to", "2025-01"],
+            "--from 2025-03 is after --to 2025-01",
+        ),
+        (
+            ["backfill", TENANT, "--from", "2019-01"],
+            "month 2019-01 is outside the partitions",
+        ),
+        (
+            ["backfill", TENANT, "--from", "March"],
+            "invalid month 'March'; expected YYYY-MM",
+        ),
     ],
 )
 def test_invalid_requests_rejected(backfill_env, capsys, arguments, message):

@@ -30,14 +30,21 @@ QUICK = ExtractSettings(lag=timedelta(0), restart_backoff=0.0, bulk_threshold=2_
 
 
 def _opportunities(count: int, stamp=utc(2024, 3, 1, 9, 0)) -> list[dict]:
-    return [record(OPPORTUNITY, n, stamp + timedelta(seconds=n % 600)) for n in range(1, count + 1)]
+    return [
+        record(OPPORTUNITY, n, stamp + timedelta(seconds=n % 600))
+        for n in range(1, count + 1)
+    ]
 
 
 def _run(env, *, settings=QUICK, max_records=1_000, client=None):
     plans = [plan_fields(OPPORTUNITY, default_fields(OPPORTUNITY), None)]
     with open_database(env.database) as conn:
         extract = ExtractPass(
-            client or env.client(), conn, tenant="acme", settings=settings, run_start=START,
+            client or env.client(),
+            conn,
+            tenant="acme",
+            settings=settings,
+            run_start=START,
             bulk=BulkSettings(max_records=max_records, poll=NO_WAIT),
         )
         return extract.run(plans, [MARCH])[OPPORTUNITY]
@@ -56,7 +63,8 @@ def test_job_info_has_salesforce_shape(tmp_path):
         env.org.load({OPPORTUNITY: _opportunities(3)})
         session = _session(env)
         created = session.post(
-            env.url + f"{API}/jobs/query", json={"operation": "queryAll", "query": "SELECT Id FROM Opportunity"}
+            env.url + f"{API}/jobs/query",
+            json={"operation": "queryAll", "query": "SELECT Id FROM Opportunity"},
         )
         assert created.status_code == 200
         info = created.json()
@@ -89,11 +97,16 @@ def test_csv_results_paged_by_locator(tmp_path):
         session = _session(env)
         job = session.post(
             env.url + f"{API}/jobs/query",
-            json={"operation": "query", "query": "SELECT Id, Amount, IsClosed, CloseDate, SystemModstamp, "
-                  "NextStep FROM Opportunity ORDER BY Id"},
+            json={
+                "operation": "query",
+                "query": "SELECT Id, Amount, IsClosed, CloseDate, SystemModstamp, "
+                "NextStep FROM Opportunity ORDER BY Id",
+            },
         ).json()
         session.get(env.url + f"{API}/jobs/query/{job['id']}")
-        first = session.get(env.url + f"{API}/jobs/query/{job['id']}/results", params={"maxRecords": 2})
+        first = session.get(
+            env.url + f"{API}/jobs/query/{job['id']}/results", params={"maxRecords": 2}
+        )
         assert first.headers["Content-Type"] == "text/csv"
         assert first.headers["Sforce-NumberOfRecords"] == "2"
         assert first.headers["Sforce-Locator"] == "Mg"
@@ -106,7 +119,8 @@ def test_csv_results_paged_by_locator(tmp_path):
         locator = first.headers["Sforce-Locator"]
         while locator != "null":
             chunk = session.get(
-                env.url + f"{API}/jobs/query/{job['id']}/results", params={"maxRecords": 2, "locator": locator}
+                env.url + f"{API}/jobs/query/{job['id']}/results",
+                params={"maxRecords": 2, "locator": locator},
             )
             counts.append(chunk.headers["Sforce-NumberOfRecords"])
             locator = chunk.headers["Sforce-Locator"]
@@ -116,7 +130,17 @@ def test_csv_results_paged_by_locator(tmp_path):
 
 
 def test_csv_converted_like_rest_rows():
-    fields = [STANDARD_SCHEMAS[OPPORTUNITY].field_named(name) for name in ("Id", "Amount", "IsClosed", "CloseDate", "SystemModstamp", "NextStep")]
+    fields = [
+        STANDARD_SCHEMAS[OPPORTUNITY].field_named(name)
+        for name in (
+            "Id",
+            "Amount",
+            "IsClosed",
+            "CloseDate",
+            "SystemModstamp",
+            "NextStep",
+        )
+    ]
     text = '"Id","Amount","IsClosed","CloseDate","SystemModstamp","NextStep"\n"006000000000001AAA","1500.5","true","2024-06-30","2024-03-01T09:00:01.000Z","say ""hi"",\nbye"\n'
     assert records_from_csv(text, fields) == [
         {
@@ -139,11 +163,17 @@ def test_csv_converted_like_rest_rows():
         (2_600, 0, 1_000, "rest", 0, 0),
     ],
 )
-def test_large_window_read_through_bulk(tmp_path, records, threshold, max_records, method, chunks, bulk_calls):
-    settings = ExtractSettings(lag=timedelta(0), restart_backoff=0.0, bulk_threshold=threshold)
+def test_large_window_read_through_bulk(
+    tmp_path, records, threshold, max_records, method, chunks, bulk_calls
+):
+    settings = ExtractSettings(
+        lag=timedelta(0), restart_backoff=0.0, bulk_threshold=threshold
+    )
     with emulated_org(tmp_path) as env:
         env.org.load({OPPORTUNITY: _opportunities(records)})
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 7), at=utc(2024, 3, 1, 9, 30))
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 7), at=utc(2024, 3, 1, 9, 30)
+        )
 
         outcome = _run(env, settings=settings, max_records=max_records)
 
@@ -152,10 +182,15 @@ def test_large_window_read_through_bulk(tmp_path, records, threshold, max_record
         assert len(outcome.bulk_jobs) == (1 if method == "bulk" else 0)
         assert outcome.received == records
         assert outcome.deleted == 1
-        bulk = sum(env.org.calls.get(kind, 0) for kind in ("bulk_create", "bulk_poll", "bulk_results"))
+        bulk = sum(
+            env.org.calls.get(kind, 0)
+            for kind in ("bulk_create", "bulk_poll", "bulk_results")
+        )
         assert bulk == bulk_calls
         assert env.org.calls.get("bulk_results", 0) == chunks
-        assert env.rows("SELECT count(*), count(_deleted_at) FROM raw_opportunity") == [(records, 1)]
+        assert env.rows("SELECT count(*), count(_deleted_at) FROM raw_opportunity") == [
+            (records, 1)
+        ]
         assert env.watermark(OPPORTUNITY).watermark == utc(2024, 3, 1, 9, 30)
 
 
@@ -165,11 +200,20 @@ def test_bulk_rows_equal_rest_rows(tmp_path):
         (tmp_path / method).mkdir()
         with emulated_org(tmp_path / method) as env:
             records = _opportunities(2_600)
-            records[0].update(NextStep="line one\nline \"two\", end", IsClosed=True, CloseDate=date(2024, 1, 2))
+            records[0].update(
+                NextStep='line one\nline "two", end',
+                IsClosed=True,
+                CloseDate=date(2024, 1, 2),
+            )
             env.org.load({OPPORTUNITY: records})
-            outcome = _run(env, settings=ExtractSettings(lag=timedelta(0), bulk_threshold=threshold))
+            outcome = _run(
+                env,
+                settings=ExtractSettings(lag=timedelta(0), bulk_threshold=threshold),
+            )
             assert outcome.read_method == method
-            rows[method] = env.rows("SELECT * EXCLUDE (_extracted_at) FROM raw_opportunity ORDER BY id")
+            rows[method] = env.rows(
+                "SELECT * EXCLUDE (_extracted_at) FROM raw_opportunity ORDER BY id"
+            )
     assert len(rows["bulk"]) == 2_600
     assert rows["bulk"] == rows["rest"]
 
@@ -221,7 +265,9 @@ def test_poll_waits_for_completion(tmp_path):
         pauses: list[float] = []
         api = BulkQueryApi(env.client(), sleep=pauses.append)
         job = api.create_query_job("SELECT Id FROM Opportunity")
-        done = api.wait_for_job(job.id, PollPolicy(first_delay=0.5, max_delay=10.0, max_wait=60.0))
+        done = api.wait_for_job(
+            job.id, PollPolicy(first_delay=0.5, max_delay=10.0, max_wait=60.0)
+        )
         assert done.state == "JobComplete"
         assert done.records_processed == 4
         assert pauses == [0.5, 1.0]
@@ -234,5 +280,7 @@ def test_poll_gives_up_after_max_wait(tmp_path):
         api = BulkQueryApi(env.client(), sleep=lambda seconds: None)
         job = api.create_query_job("SELECT Id FROM Opportunity")
         with pytest.raises(errors.BulkJobError, match="did not finish within 3 s"):
-            api.wait_for_job(job.id, PollPolicy(first_delay=1.0, max_delay=1.0, max_wait=3.0))
+            api.wait_for_job(
+                job.id, PollPolicy(first_delay=1.0, max_delay=1.0, max_wait=3.0)
+            )
         assert env.org.calls["bulk_poll"] == 4

@@ -50,13 +50,22 @@ def _seed_watermark(env, stamp: datetime) -> None:
     plan = plan_fields(OPPORTUNITY, [], None)
     with open_database(env.database) as conn:
         ensure_tables(conn, OPPORTUNITY, plan.stored)
-        commit_rows(conn, OPPORTUNITY, plan.stored, [], window_of_row={}, watermark_updates=[WatermarkUpdate(MARCH.key, stamp, None, 0)])
+        commit_rows(
+            conn,
+            OPPORTUNITY,
+            plan.stored,
+            [],
+            window_of_row={},
+            watermark_updates=[WatermarkUpdate(MARCH.key, stamp, None, 0)],
+        )
 
 
 def _rows_without_commit_time(env) -> list[tuple]:
     columns = [
         row[0]
-        for row in env.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_opportunity'")
+        for row in env.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_opportunity'"
+        )
         if row[0] != "_extracted_at"
     ]
     return env.rows(f"SELECT {', '.join(columns)} FROM raw_opportunity ORDER BY id")
@@ -80,13 +89,17 @@ def test_shared_stamp_small_pages_end(tmp_path):
         session, sent = recording_session()
 
         calls = env.calls()
-        outcome = env.extract(utc(2024, 3, 1, 10, 10), client=env.client(session))[OPPORTUNITY]
+        outcome = env.extract(utc(2024, 3, 1, 10, 10), client=env.client(session))[
+            OPPORTUNITY
+        ]
         assert outcome.error is None
         assert env.calls() - calls == 2
         urls = subrequest_urls(sent)
         assert len(urls) == 2
         assert len(set(urls)) == len(urls)
-        assert env.rows("SELECT id FROM raw_opportunity ORDER BY id") == [(OPP[n],) for n in range(1, 5)]
+        assert env.rows("SELECT id FROM raw_opportunity ORDER BY id") == [
+            (OPP[n],) for n in range(1, 5)
+        ]
         assert outcome.watermarks[MARCH.key] == "2024-03-01T10:00:07.000Z"
         assert env.watermark(OPPORTUNITY).watermark_id == OPP[4]
 
@@ -102,7 +115,9 @@ def test_shared_stamp_small_pages_end(tmp_path):
         assert len(before) == 4
 
 
-@pytest.mark.parametrize("settings", [NO_LAG, ExtractSettings()], ids=["without lag", "default lag"])
+@pytest.mark.parametrize(
+    "settings", [NO_LAG, ExtractSettings()], ids=["without lag", "default lag"]
+)
 def test_late_commit_read_next_run(tmp_path, settings):
     with emulated_org(tmp_path) as env:
         env.org.load(
@@ -118,7 +133,11 @@ def test_late_commit_read_next_run(tmp_path, settings):
         first_mark = env.watermark(OPPORTUNITY)
 
         env.clock.set(utc(2024, 3, 1, 10, 5, 3))
-        late_id = env.org.late_commit(OPPORTUNITY, {"Name": "Deal 3", "StageName": "Negotiation/Review"}, stamp=utc(2024, 3, 1, 10, 4, 57))
+        late_id = env.org.late_commit(
+            OPPORTUNITY,
+            {"Name": "Deal 3", "StageName": "Negotiation/Review"},
+            stamp=utc(2024, 3, 1, 10, 4, 57),
+        )
         assert late_id == OPP[3]
         env.clock.set(utc(2024, 3, 1, 10, 15, 0))
         env.extract(utc(2024, 3, 1, 10, 15, 0), settings=settings)
@@ -140,13 +159,29 @@ def test_late_commit_read_next_run(tmp_path, settings):
     ("skip_page", "rows", "error", "watermark"),
     [
         (False, 5, None, utc(2024, 3, 1, 9, 40)),
-        (True, 3, "received 3 records but the query reported totalSize 5", utc(2024, 3, 1, 9, 0)),
+        (
+            True,
+            3,
+            "received 3 records but the query reported totalSize 5",
+            utc(2024, 3, 1, 9, 0),
+        ),
     ],
     ids=["all pages", "page skipped"],
 )
-def test_dropped_page_fails_without_watermark(tmp_path, skip_page, rows, error, watermark):
+def test_dropped_page_fails_without_watermark(
+    tmp_path, skip_page, rows, error, watermark
+):
     with emulated_org(tmp_path, page_size=2) as env:
-        env.org.load({OPPORTUNITY: [record(OPPORTUNITY, n, utc(2024, 3, 1, 9, 0) + minutes(10 * (n - 1))) for n in range(1, 6)]})
+        env.org.load(
+            {
+                OPPORTUNITY: [
+                    record(
+                        OPPORTUNITY, n, utc(2024, 3, 1, 9, 0) + minutes(10 * (n - 1))
+                    )
+                    for n in range(1, 6)
+                ]
+            }
+        )
         _seed_watermark(env, utc(2024, 3, 1, 9, 0))
         if skip_page:
             env.org.inject_fault("skip_page")
@@ -157,7 +192,9 @@ def test_dropped_page_fails_without_watermark(tmp_path, skip_page, rows, error, 
         urls = subrequest_urls(sent)
         assert len(urls) == (2 if skip_page else 3)
         assert "/queryAll?q=" in urls[0]
-        assert [url.rsplit("-", 1)[1] for url in urls[1:]] == (["4"] if skip_page else ["2", "4"])
+        assert [url.rsplit("-", 1)[1] for url in urls[1:]] == (
+            ["4"] if skip_page else ["2", "4"]
+        )
         assert outcome.total_size == 5
         assert outcome.received == rows
         assert env.rows("SELECT count(*) FROM raw_opportunity") == [(rows,)]
@@ -174,8 +211,20 @@ def test_soft_delete_through_query_all(tmp_path):
     with emulated_org(tmp_path) as env:
         env.org.load(
             {
-                OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0)), record(OPPORTUNITY, 2, utc(2024, 3, 1, 9, 5))],
-                "Task": [record("Task", 1, utc(2024, 3, 1, 9, 10), WhatId=OPP[2], Type="Call", TaskSubtype="Call")],
+                OPPORTUNITY: [
+                    record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0)),
+                    record(OPPORTUNITY, 2, utc(2024, 3, 1, 9, 5)),
+                ],
+                "Task": [
+                    record(
+                        "Task",
+                        1,
+                        utc(2024, 3, 1, 9, 10),
+                        WhatId=OPP[2],
+                        Type="Call",
+                        TaskSubtype="Call",
+                    )
+                ],
             }
         )
         env.extract(START, sobjects=EXTRACT_OBJECTS)
@@ -184,20 +233,29 @@ def test_soft_delete_through_query_all(tmp_path):
         outcomes = env.extract(utc(2024, 3, 1, 11, 10), sobjects=EXTRACT_OBJECTS)
 
         assert all(include_deleted for _, include_deleted in env.org.soql_log)
-        assert env.rows("SELECT id, isdeleted, epoch(_deleted_at) FROM raw_opportunity ORDER BY id") == [
+        assert env.rows(
+            "SELECT id, isdeleted, epoch(_deleted_at) FROM raw_opportunity ORDER BY id"
+        ) == [
             (OPP[1], False, None),
             (OPP[2], True, utc(2024, 3, 1, 11, 0).timestamp()),
         ]
-        assert env.rows("SELECT isdeleted, epoch(_deleted_at) FROM raw_task WHERE id = ?", [task_id]) == [
-            (True, utc(2024, 3, 1, 11, 0).timestamp())
-        ]
-        assert env.rows("SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NULL") == [(1,)]
+        assert env.rows(
+            "SELECT isdeleted, epoch(_deleted_at) FROM raw_task WHERE id = ?", [task_id]
+        ) == [(True, utc(2024, 3, 1, 11, 0).timestamp())]
+        assert env.rows(
+            "SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NULL"
+        ) == [(1,)]
         assert outcomes[OPPORTUNITY].watermarks[MARCH.key] == "2024-03-01T11:00:00.000Z"
 
         with open_database(env.database) as conn:
             run_models(conn, load_models(), "acme", default_mapping())
-            scored = {score.deal_id for score in score_open_deals(conn, utc(2024, 3, 1, 12, 0))}
-            events = {row[0] for row in conn.execute("SELECT event_id FROM event").fetchall()}
+            scored = {
+                score.deal_id
+                for score in score_open_deals(conn, utc(2024, 3, 1, 12, 0))
+            }
+            events = {
+                row[0] for row in conn.execute("SELECT event_id FROM event").fetchall()
+            }
         assert scored == {OPP[1]}
         assert task_id not in events
 
@@ -215,7 +273,10 @@ def test_stored_stamp_sent_as_z_literal(tmp_path, source_stamp):
         assert first.watermarks[MARCH.key] == "2024-03-01T10:00:00.000Z"
         assert second.error is None
         decoded = env.org.soql_log[-1][0]
-        assert "SystemModstamp >= 2024-03-01T09:55:00Z AND SystemModstamp < 2024-03-01T10:19:00Z" in decoded
+        assert (
+            "SystemModstamp >= 2024-03-01T09:55:00Z AND SystemModstamp < 2024-03-01T10:19:00Z"
+            in decoded
+        )
         assert "+0000" not in decoded
         assert ".000000" not in decoded
 
@@ -233,7 +294,9 @@ def test_python_datetime_sent_as_z_literal(tmp_path, lower, literal):
         soql = window_query(OPPORTUNITY, ["Name"], lower=lower, upper=None)
         page = env.client().query(soql, include_deleted=True)
         assert page["done"] is True
-        assert env.org.soql_log[-1][0].endswith(f"WHERE SystemModstamp >= {literal} ORDER BY SystemModstamp ASC, Id ASC")
+        assert env.org.soql_log[-1][0].endswith(
+            f"WHERE SystemModstamp >= {literal} ORDER BY SystemModstamp ASC, Id ASC"
+        )
 
 
 def test_unencoded_plus_offset_rejected(tmp_path):
@@ -241,7 +304,11 @@ def test_unencoded_plus_offset_rejected(tmp_path):
     with emulated_org(tmp_path) as env:
         client = env.client()
         target = f"{env.url}{client.data_path}/query?q=SELECT+Id+FROM+Opportunity+WHERE+SystemModstamp+>=+2024-03-01T10:00:00.000+0000"
-        response = client.session.get(target, headers={"Authorization": f"Bearer {client.tokens.access_token()}"}, timeout=10)
+        response = client.session.get(
+            target,
+            headers={"Authorization": f"Bearer {client.tokens.access_token()}"},
+            timeout=10,
+        )
         assert response.status_code == 400
         assert response.json()[0]["errorCode"] == "MALFORMED_QUERY"
 
@@ -251,18 +318,26 @@ def test_utc_watermark_in_new_york_session(tmp_path, monkeypatch):
     time.tzset()
     try:
         with emulated_org(tmp_path) as env:
-            env.org.load({OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 10, 0))]})
+            env.org.load(
+                {OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 10, 0))]}
+            )
             conn = duckdb.connect(str(env.database))
             conn.execute("SET TimeZone = 'America/New_York'")
             try:
                 env.extract(utc(2024, 3, 1, 10, 10), connection=conn)
-                assert conn.execute("SELECT epoch(watermark) FROM _watermarks").fetchall() == [(1709287200,)]
-                assert conn.execute("SELECT epoch(systemmodstamp) FROM raw_opportunity").fetchall() == [(1709287200,)]
+                assert conn.execute(
+                    "SELECT epoch(watermark) FROM _watermarks"
+                ).fetchall() == [(1709287200,)]
+                assert conn.execute(
+                    "SELECT epoch(systemmodstamp) FROM raw_opportunity"
+                ).fetchall() == [(1709287200,)]
                 stored = read_watermarks(conn, OPPORTUNITY)[MARCH.key].watermark
                 assert soql_datetime(stored) == "2024-03-01T10:00:00Z"
                 assert iso(stored) == "2024-03-01T10:00:00.000Z"
 
-                outcome = env.extract(utc(2024, 3, 1, 10, 20), connection=conn)[OPPORTUNITY]
+                outcome = env.extract(utc(2024, 3, 1, 10, 20), connection=conn)[
+                    OPPORTUNITY
+                ]
             finally:
                 conn.close()
             assert outcome.lower == "2024-03-01T09:55:00.000Z"
@@ -281,7 +356,9 @@ def test_picklist_rename_moves_two_rows(tmp_path):
                 OPPORTUNITY: [
                     record(OPPORTUNITY, 1, edited, StageName="Negotiation"),
                     record(OPPORTUNITY, 2, edited, StageName="Negotiation"),
-                    record(OPPORTUNITY, 3, utc(2024, 2, 21, 9, 0), StageName="Prospecting"),
+                    record(
+                        OPPORTUNITY, 3, utc(2024, 2, 21, 9, 0), StageName="Prospecting"
+                    ),
                 ]
             }
         )
@@ -290,29 +367,57 @@ def test_picklist_rename_moves_two_rows(tmp_path):
 
         env.clock.set(renamed)
         for number in (1, 2):
-            env.org.update(OPPORTUNITY, OPP[number], {"StageName": "Negotiation/Review"}, at=renamed, system_only=True)
-        outcome = env.extract(renamed + minutes(10), windows=(FEBRUARY, MARCH))[OPPORTUNITY]
+            env.org.update(
+                OPPORTUNITY,
+                OPP[number],
+                {"StageName": "Negotiation/Review"},
+                at=renamed,
+                system_only=True,
+            )
+        outcome = env.extract(renamed + minutes(10), windows=(FEBRUARY, MARCH))[
+            OPPORTUNITY
+        ]
 
         assert outcome.received == 2
         recommitted = [
-            record_id for record_id, extracted_at in env.rows("SELECT id, _extracted_at FROM raw_opportunity")
+            record_id
+            for record_id, extracted_at in env.rows(
+                "SELECT id, _extracted_at FROM raw_opportunity"
+            )
             if extracted_at != first_commit[record_id]
         ]
         assert sorted(recommitted) == [OPP[1], OPP[2]]
-        assert env.rows("SELECT id, stagename, epoch(lastmodifieddate), epoch(systemmodstamp) FROM raw_opportunity ORDER BY id") == [
+        assert env.rows(
+            "SELECT id, stagename, epoch(lastmodifieddate), epoch(systemmodstamp) FROM raw_opportunity ORDER BY id"
+        ) == [
             (OPP[1], "Negotiation/Review", edited.timestamp(), renamed.timestamp()),
             (OPP[2], "Negotiation/Review", edited.timestamp(), renamed.timestamp()),
-            (OPP[3], "Prospecting", utc(2024, 2, 21, 9, 0).timestamp(), utc(2024, 2, 21, 9, 0).timestamp()),
+            (
+                OPP[3],
+                "Prospecting",
+                utc(2024, 2, 21, 9, 0).timestamp(),
+                utc(2024, 2, 21, 9, 0).timestamp(),
+            ),
         ]
 
 
 REGION = FieldSpec("Region__c", "string", "Region", 80, custom=True)
-READ_FIELDS = ["Id", "Name", "StageName", "Amount", "CloseDate", "SystemModstamp", "Region__c"]
+READ_FIELDS = [
+    "Id",
+    "Name",
+    "StageName",
+    "Amount",
+    "CloseDate",
+    "SystemModstamp",
+    "Region__c",
+]
 
 
 def _with_fields(*extra: FieldSpec) -> dict:
     schemas = dict(STANDARD_SCHEMAS)
-    schemas[OPPORTUNITY] = dataclasses.replace(schemas[OPPORTUNITY], fields=schemas[OPPORTUNITY].fields + extra)
+    schemas[OPPORTUNITY] = dataclasses.replace(
+        schemas[OPPORTUNITY], fields=schemas[OPPORTUNITY].fields + extra
+    )
     return schemas
 
 
@@ -324,11 +429,15 @@ def _with_fields(*extra: FieldSpec) -> dict:
         ("field visible", True, "EMEA"),
     ],
 )
-def test_missing_or_hidden_field_left_out(tmp_path, org_b, region_selected, stored_region):
+def test_missing_or_hidden_field_left_out(
+    tmp_path, org_b, region_selected, stored_region
+):
     schemas = STANDARD_SCHEMAS if org_b == "field absent" else _with_fields(REGION)
     with emulated_org(tmp_path, schemas=schemas) as env:
         values = {} if org_b == "field absent" else {"Region__c": "EMEA"}
-        env.org.load({OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), **values)]})
+        env.org.load(
+            {OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), **values)]}
+        )
         if org_b == "field hidden":
             env.org.set_field_visibility(OPPORTUNITY, "Region__c", False)
         client = env.client()
@@ -338,14 +447,21 @@ def test_missing_or_hidden_field_left_out(tmp_path, org_b, region_selected, stor
 
         assert outcome.error is None
         assert ("Region__c" in env.org.soql_log[-1][0]) is region_selected
-        assert env.rows("SELECT id, region__c FROM raw_opportunity") == [(OPP[1], stored_region)]
-        region_warnings = [message for message in outcome.warnings if "Region__c" in message]
+        assert env.rows("SELECT id, region__c FROM raw_opportunity") == [
+            (OPP[1], stored_region)
+        ]
+        region_warnings = [
+            message for message in outcome.warnings if "Region__c" in message
+        ]
         assert len(region_warnings) == (0 if region_selected else 1)
 
 
 def test_wide_object_selects_mapped_fields_only(tmp_path):
     """With 700 custom fields in describe, the query names only the mapped fields and stays a short GET."""
-    extra = tuple(FieldSpec(f"Extra_{n:03d}__c", "string", f"Extra {n}", 255, custom=True) for n in range(700))
+    extra = tuple(
+        FieldSpec(f"Extra_{n:03d}__c", "string", f"Extra {n}", 255, custom=True)
+        for n in range(700)
+    )
     with emulated_org(tmp_path, schemas=_with_fields(*extra)) as env:
         env.org.load({OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0))]})
         client = env.client()
@@ -354,9 +470,26 @@ def test_wide_object_selects_mapped_fields_only(tmp_path):
         session, sent = recording_session()
         plan = plan_fields(OPPORTUNITY, READ_FIELDS[:-1], describe)
 
-        outcome = env.extract(START, client=env.client(session), plans=[plan])[OPPORTUNITY]
+        outcome = env.extract(START, client=env.client(session), plans=[plan])[
+            OPPORTUNITY
+        ]
 
         assert outcome.error is None
-        selected = env.org.soql_log[-1][0].split(" FROM ")[0].removeprefix("SELECT ").split(", ")
-        assert selected == ["Id", "SystemModstamp", "IsDeleted", "Name", "StageName", "Amount", "CloseDate"]
-        assert all(len(url.encode()) < MAX_GET_URL_BYTES for url in subrequest_urls(sent))
+        selected = (
+            env.org.soql_log[-1][0]
+            .split(" FROM ")[0]
+            .removeprefix("SELECT ")
+            .split(", ")
+        )
+        assert selected == [
+            "Id",
+            "SystemModstamp",
+            "IsDeleted",
+            "Name",
+            "StageName",
+            "Amount",
+            "CloseDate",
+        ]
+        assert all(
+            len(url.encode()) < MAX_GET_URL_BYTES for url in subrequest_urls(sent)
+        )

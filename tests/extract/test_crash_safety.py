@@ -36,7 +36,15 @@ RUN_START = utc(2024, 3, 10, 12, 0)
 MIN_CRASH_POINTS = 30
 MAX_CRASH_POINTS = 32
 # Record counts per sObject, spread over February and March 2024.
-ORG_SIZE = {"User": 40, "Account": 300, "Contact": 450, "Opportunity": 700, "OpportunityHistory": 400, "Task": 500, "Event": 200}
+ORG_SIZE = {
+    "User": 40,
+    "Account": 300,
+    "Contact": 450,
+    "Opportunity": 700,
+    "OpportunityHistory": 400,
+    "Task": 500,
+    "Event": 200,
+}
 
 
 def build_org_records() -> dict[str, list[dict]]:
@@ -55,13 +63,19 @@ def build_org_records() -> dict[str, list[dict]]:
 
 
 def _environment(token: str, **extra: str) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("ROUTIINE_CRASH")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("ROUTIINE_CRASH")
+    }
     environment["ROUTIINE_TEST_ACCESS_TOKEN"] = token
     environment.update(extra)
     return environment
 
 
-def _run_driver(url: str, database: Path, token: str, **extra: str) -> subprocess.CompletedProcess:
+def _run_driver(
+    url: str, database: Path, token: str, **extra: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(DRIVER), url, str(database), RUN_START.isoformat()],
         env=_environment(token, **extra),
@@ -87,7 +101,9 @@ def _snapshot(database: Path) -> dict[str, list[tuple]]:
                 if row[0] != "_extracted_at"
             ]
             quoted = ", ".join(f'"{name}"' for name in columns)
-            tables[table] = conn.execute(f"SELECT {quoted} FROM {table} ORDER BY id").fetchall()
+            tables[table] = conn.execute(
+                f"SELECT {quoted} FROM {table} ORDER BY id"
+            ).fetchall()
         tables["_watermarks"] = conn.execute(
             "SELECT sobject, window_key, watermark, watermark_id, sealed FROM _watermarks ORDER BY 1, 2"
         ).fetchall()
@@ -114,7 +130,11 @@ def crash_org(tmp_path_factory):
     with emulated_org(root, page_size=200) as env:
         env.org.load(build_org_records())
         for number in (5, 17, 420):
-            env.org.delete("Opportunity", record_id("Opportunity", number), at=utc(2024, 3, 9, 8, 0))
+            env.org.delete(
+                "Opportunity",
+                record_id("Opportunity", number),
+                at=utc(2024, 3, 9, 8, 0),
+            )
         env.clock.set(RUN_START)
         token = env.org.issue_tokens(env.server.client.client_id)[0]
         yield env, token, root
@@ -126,10 +146,14 @@ def test_sigkill_at_crash_points_then_rerun(crash_org):
 
     trace_file = root / "trace.txt"
     clean_database = root / "clean.duckdb"
-    clean = _run_driver(env.url, clean_database, token, **{CRASH_TRACE_ENV: str(trace_file)})
+    clean = _run_driver(
+        env.url, clean_database, token, **{CRASH_TRACE_ENV: str(trace_file)}
+    )
     assert clean.returncode == 0, clean.stderr
     expected = _snapshot(clean_database)
-    assert sum(len(rows) for name, rows in expected.items() if name != "_watermarks") == sum(ORG_SIZE.values())
+    assert sum(
+        len(rows) for name, rows in expected.items() if name != "_watermarks"
+    ) == sum(ORG_SIZE.values())
 
     points = choose_crash_points(trace_file.read_text().split())
     assert len(points) >= MIN_CRASH_POINTS
@@ -143,10 +167,17 @@ def test_sigkill_at_crash_points_then_rerun(crash_org):
         "commit.watermarks_written",
     }
 
-    def crash_and_rerun(point: tuple[str, int]) -> tuple[tuple[str, int], int, int, dict]:
+    def crash_and_rerun(
+        point: tuple[str, int],
+    ) -> tuple[tuple[str, int], int, int, dict]:
         name, occurrence = point
         database = root / f"crash-{name}-{occurrence}.duckdb"
-        killed = _run_driver(env.url, database, token, **{CRASH_POINT_ENV: name, CRASH_AFTER_ENV: str(occurrence)})
+        killed = _run_driver(
+            env.url,
+            database,
+            token,
+            **{CRASH_POINT_ENV: name, CRASH_AFTER_ENV: str(occurrence)},
+        )
         rerun = _run_driver(env.url, database, token)
         return point, killed.returncode, rerun.returncode, _snapshot(database)
 
@@ -157,7 +188,9 @@ def test_sigkill_at_crash_points_then_rerun(crash_org):
         assert killed_code == -signal.SIGKILL, f"{point}: the pass was not killed there"
         assert rerun_code == 0, f"{point}: the rerun failed"
         for table, rows in expected.items():
-            assert tables[table] == rows, f"{point}: {table} differs from the clean pass"
+            assert tables[table] == rows, (
+                f"{point}: {table} differs from the clean pass"
+            )
 
     elapsed = time.monotonic() - started
     print(f"\n{len(points)} crash points, {elapsed:.1f} s including the clean pass")

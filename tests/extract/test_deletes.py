@@ -23,17 +23,32 @@ DAY = timedelta(days=1)
 
 
 def _load(env, count: int = 4) -> None:
-    env.org.load({OPPORTUNITY: [record(OPPORTUNITY, n, utc(2024, 2, 29, 12, n)) for n in range(1, count + 1)]})
+    env.org.load(
+        {
+            OPPORTUNITY: [
+                record(OPPORTUNITY, n, utc(2024, 2, 29, 12, n))
+                for n in range(1, count + 1)
+            ]
+        }
+    )
 
 
 def _extract(env, run_start: datetime, windows=WINDOWS):
     return env.extract(run_start, windows=windows, settings=NO_LAG)[OPPORTUNITY]
 
 
-def _check(env, run_start: datetime, pass_started: datetime | None = None, sobjects=(OPPORTUNITY,)):
+def _check(
+    env,
+    run_start: datetime,
+    pass_started: datetime | None = None,
+    sobjects=(OPPORTUNITY,),
+):
     with open_database(env.database) as conn:
         check = DeleteCheck(
-            env.client(), conn, tenant="acme", run_start=run_start,
+            env.client(),
+            conn,
+            tenant="acme",
+            run_start=run_start,
             pass_started=pass_started or datetime.now(UTC),
         )
         return check.run(list(sobjects))
@@ -64,14 +79,18 @@ def test_first_check_sets_baseline_without_call(tmp_path):
         outcome = _check(env, START, started)[OPPORTUNITY]
         assert outcome.method == "baseline"
         assert env.calls() == calls
-        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [("baseline", START)]
+        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [
+            ("baseline", START)
+        ]
 
 
 def test_rows_older_than_first_check_reconciled(tmp_path):
     with emulated_org(tmp_path) as env:
         _load(env)
         _extract(env, START)
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 2), at=START + timedelta(minutes=5))
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 2), at=START + timedelta(minutes=5)
+        )
         env.org.purge_recycle_bin(OPPORTUNITY, at=START + timedelta(minutes=6))
         env.clock.set(START + timedelta(hours=1))
         outcome = _check(env, START + timedelta(hours=1))[OPPORTUNITY]
@@ -85,16 +104,27 @@ def test_rows_older_than_first_check_reconciled(tmp_path):
     ("soft_deleted", "purged", "tombstoned", "deleted_at"),
     [
         ((1,), (1,), 1, {1: START + timedelta(hours=2)}),
-        ((1, 2), (1, 2), 2, {1: START + timedelta(hours=2), 2: START + timedelta(hours=2, minutes=1)}),
+        (
+            (1, 2),
+            (1, 2),
+            2,
+            {1: START + timedelta(hours=2), 2: START + timedelta(hours=2, minutes=1)},
+        ),
         ((3,), (), 1, {3: START + timedelta(hours=2, minutes=2)}),
         ((), (), 0, {}),
     ],
 )
-def test_deleted_log_tombstones_rows(tmp_path, soft_deleted, purged, tombstoned, deleted_at):
+def test_deleted_log_tombstones_rows(
+    tmp_path, soft_deleted, purged, tombstoned, deleted_at
+):
     with emulated_org(tmp_path) as env:
         _first_pass(env)
         for number in soft_deleted:
-            env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, number), at=START + timedelta(hours=2, minutes=number - 1))
+            env.org.delete(
+                OPPORTUNITY,
+                record_id(OPPORTUNITY, number),
+                at=START + timedelta(hours=2, minutes=number - 1),
+            )
         for number in purged:
             env.org.purge_recycle_bin(OPPORTUNITY, at=START + timedelta(hours=3))
         now = START + DAY + timedelta(hours=1)
@@ -114,14 +144,22 @@ def test_deleted_log_tombstones_rows(tmp_path, soft_deleted, purged, tombstoned,
         live = {1, 2, 3, 4} - set(deleted_at)
         for number in live:
             assert _row(env, number)[:2] == (False, None)
-        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [("deleted", now.replace(second=0))]
+        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [
+            ("deleted", now.replace(second=0))
+        ]
 
 
 def test_check_runs_once_per_day(tmp_path):
     with emulated_org(tmp_path) as env:
         _first_pass(env)
         calls = env.calls()
-        for hours, method in ((1, "not_due"), (23, "not_due"), (24, "deleted"), (30, "not_due"), (48, "deleted")):
+        for hours, method in (
+            (1, "not_due"),
+            (23, "not_due"),
+            (24, "deleted"),
+            (30, "not_due"),
+            (48, "deleted"),
+        ):
             now = START + timedelta(hours=hours)
             env.clock.set(now)
             assert _check(env, now)[OPPORTUNITY].method == method
@@ -129,7 +167,15 @@ def test_check_runs_once_per_day(tmp_path):
 
 
 def test_seven_objects_share_one_call(tmp_path):
-    sobjects = ("User", "Account", "Contact", "Opportunity", "OpportunityHistory", "Task", "Event")
+    sobjects = (
+        "User",
+        "Account",
+        "Contact",
+        "Opportunity",
+        "OpportunityHistory",
+        "Task",
+        "Event",
+    )
     with emulated_org(tmp_path) as env:
         started = datetime.now(UTC)
         env.extract(START, sobjects=sobjects, settings=NO_LAG)
@@ -146,17 +192,31 @@ def test_seven_objects_share_one_call(tmp_path):
 @pytest.mark.parametrize(
     ("gap", "log_purged", "reason"),
     [
-        (timedelta(days=16), False, "last check through 2024-03-01T10:00:00Z is beyond the 15-day delete log"),
-        (timedelta(days=2), True, "delete log starts at 2024-03-02T09:00:00Z, after the requested 2024-03-01T09:55:00Z: entries were purged"),
+        (
+            timedelta(days=16),
+            False,
+            "last check through 2024-03-01T10:00:00Z is beyond the 15-day delete log",
+        ),
+        (
+            timedelta(days=2),
+            True,
+            "delete log starts at 2024-03-02T09:00:00Z, after the requested 2024-03-01T09:55:00Z: entries were purged",
+        ),
     ],
 )
 def test_gap_triggers_id_reconciliation(tmp_path, gap, log_purged, reason):
     with emulated_org(tmp_path) as env:
         _first_pass(env)
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 1), at=START + timedelta(hours=1))
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 4), at=START + timedelta(hours=1))
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 1), at=START + timedelta(hours=1)
+        )
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 4), at=START + timedelta(hours=1)
+        )
         env.org.purge_recycle_bin(OPPORTUNITY, at=START + timedelta(hours=2))
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 2), at=START + timedelta(hours=3))
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 2), at=START + timedelta(hours=3)
+        )
         if log_purged:
             env.org.purge_delete_log(START + timedelta(hours=23), OPPORTUNITY)
         now = START + gap
@@ -174,35 +234,64 @@ def test_gap_triggers_id_reconciliation(tmp_path, gap, log_purged, reason):
         # Record 2 is still in the recycle bin, so queryAll returns its Id; the next pass reads its soft delete.
         assert _row(env, 2)[:2] == (False, None)
         assert env.calls() == calls + (2 if log_purged else 1)
-        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [("reconcile", now)]
+        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [
+            ("reconcile", now)
+        ]
 
 
 def test_id_reconciliation_pages_and_batches(tmp_path):
     with emulated_org(tmp_path, page_size=200) as env:
-        env.org.load({OPPORTUNITY: [record(OPPORTUNITY, n, utc(2024, 2, 29, 12, 0)) for n in range(1, 1_001)]})
+        env.org.load(
+            {
+                OPPORTUNITY: [
+                    record(OPPORTUNITY, n, utc(2024, 2, 29, 12, 0))
+                    for n in range(1, 1_001)
+                ]
+            }
+        )
         _extract(env, START)
         for number in (5, 500, 1_000):
-            env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, number), at=START + timedelta(minutes=1))
+            env.org.delete(
+                OPPORTUNITY,
+                record_id(OPPORTUNITY, number),
+                at=START + timedelta(minutes=1),
+            )
         env.org.purge_recycle_bin(OPPORTUNITY, at=START + timedelta(minutes=2))
         env.clock.set(START + timedelta(hours=1))
         calls = env.calls()
         outcome = _check(env, START + timedelta(hours=1))[OPPORTUNITY]
         assert outcome.tombstoned == 3
         assert env.calls() == calls + 5
-        assert env.rows("SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NOT NULL") == [(3,)]
+        assert env.rows(
+            "SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NOT NULL"
+        ) == [(3,)]
 
 
 def test_incomplete_id_scan_tombstones_nothing(tmp_path):
     with emulated_org(tmp_path, page_size=200) as env:
-        env.org.load({OPPORTUNITY: [record(OPPORTUNITY, n, utc(2024, 2, 29, 12, 0)) for n in range(1, 601)]})
+        env.org.load(
+            {
+                OPPORTUNITY: [
+                    record(OPPORTUNITY, n, utc(2024, 2, 29, 12, 0))
+                    for n in range(1, 601)
+                ]
+            }
+        )
         _extract(env, START)
         env.org.inject_fault("skip_page", path_contains="/query/")
         env.clock.set(START + timedelta(hours=1))
         outcome = _check(env, START + timedelta(hours=1))[OPPORTUNITY]
         assert outcome.tombstoned == 0
-        assert "Id scan read 400 distinct Ids but the query reported totalSize 600" in outcome.error
-        assert env.rows("SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NOT NULL") == [(0,)]
-        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [("failed", None)]
+        assert (
+            "Id scan read 400 distinct Ids but the query reported totalSize 600"
+            in outcome.error
+        )
+        assert env.rows(
+            "SELECT count(*) FROM raw_opportunity WHERE _deleted_at IS NOT NULL"
+        ) == [(0,)]
+        assert env.rows("SELECT method, checked_through FROM _delete_checks") == [
+            ("failed", None)
+        ]
 
 
 @pytest.mark.parametrize("tombstoned_by", ["queryAll", "deleted"])
@@ -233,7 +322,9 @@ def test_stale_log_entry_ignored_after_undelete(tmp_path):
         from routiine_pipeline.storage.raw_writer import tombstone_rows
 
         with open_database(env.database) as conn:
-            changed = tombstone_rows(conn, OPPORTUNITY, {record_id(OPPORTUNITY, 1): utc(2024, 2, 29, 11, 0)})
+            changed = tombstone_rows(
+                conn, OPPORTUNITY, {record_id(OPPORTUNITY, 1): utc(2024, 2, 29, 11, 0)}
+            )
         assert changed == 0
         assert _row(env, 1)[:2] == (False, None)
 
@@ -241,28 +332,48 @@ def test_stale_log_entry_ignored_after_undelete(tmp_path):
 @pytest.mark.parametrize(
     ("start", "end", "status", "body"),
     [
-        ("2024-02-14T10:00:00Z", "2024-03-01T10:00:00Z", 400, "start date cannot be more than 15 days ago"),
-        ("2024-03-01T09:59:30Z", "2024-03-01T10:00:00Z", 400, "start date must be at least one minute before the end date"),
+        (
+            "2024-02-14T10:00:00Z",
+            "2024-03-01T10:00:00Z",
+            400,
+            "start date cannot be more than 15 days ago",
+        ),
+        (
+            "2024-03-01T09:59:30Z",
+            "2024-03-01T10:00:00Z",
+            400,
+            "start date must be at least one minute before the end date",
+        ),
         ("2024-02-15T10:30:00Z", "2024-03-01T12:00:00Z", 200, None),
     ],
 )
 def test_emulator_deleted_window_rules(tmp_path, start, end, status, body):
     with emulated_org(tmp_path) as env:
         _load(env)
-        env.org.delete(OPPORTUNITY, record_id(OPPORTUNITY, 1), at=START - timedelta(hours=1))
+        env.org.delete(
+            OPPORTUNITY, record_id(OPPORTUNITY, 1), at=START - timedelta(hours=1)
+        )
         env.org.purge_recycle_bin(OPPORTUNITY)
         client = env.client()
         path = f"{client.data_path}/sobjects/Opportunity/deleted/"
         response = env.sessions[-1].get(
-            env.url + path, params={"start": start, "end": end},
+            env.url + path,
+            params={"start": start, "end": end},
             headers={"Authorization": f"Bearer {client.tokens.access_token()}"},
         )
         assert response.status_code == status
         if status != 200:
-            assert response.json() == [{"message": body, "errorCode": "INVALID_REPLICATION_DATE"}]
+            assert response.json() == [
+                {"message": body, "errorCode": "INVALID_REPLICATION_DATE"}
+            ]
             return
         assert response.json() == {
-            "deletedRecords": [{"id": record_id(OPPORTUNITY, 1), "deletedDate": "2024-03-01T09:00:00.000+0000"}],
+            "deletedRecords": [
+                {
+                    "id": record_id(OPPORTUNITY, 1),
+                    "deletedDate": "2024-03-01T09:00:00.000+0000",
+                }
+            ],
             "earliestDateAvailable": "2024-02-15T10:00:00.000+0000",
             "latestDateCovered": "2024-03-01T10:00:00.000+0000",
         }

@@ -28,7 +28,9 @@ LOWER_BOUND = "SystemModstamp >= 2024-03-01T07:55:00Z"
 def _client(env):
     client = env.client()
     client.retry = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
-    client.timeout = (5.0, 0.5)
+    # Generous enough for a 2,000-record page on a busy 2-core machine; the
+    # injected delay below is longer still.
+    client.timeout = (5.0, 3.0)
     return client
 
 
@@ -37,7 +39,14 @@ def _prepare(env) -> None:
     env.org.load({OPPORTUNITY: [record(OPPORTUNITY, 1, FIRST_STAMP)]})
     assert env.extract(START, settings=SETTINGS)[OPPORTUNITY].error is None
     env.org.load(
-        {OPPORTUNITY: [record(OPPORTUNITY, n, utc(2024, 3, 1, 9, 0) + timedelta(seconds=n % 900)) for n in range(2, 4_502)]}
+        {
+            OPPORTUNITY: [
+                record(
+                    OPPORTUNITY, n, utc(2024, 3, 1, 9, 0) + timedelta(seconds=n % 900)
+                )
+                for n in range(2, 4_502)
+            ]
+        }
     )
     env.org.soql_log.clear()
 
@@ -50,13 +59,15 @@ def _prepare(env) -> None:
         ("http_503", "/composite", 9, 0.0, 9, 6, 2, False),
         ("drop_connection", "/composite", 1, 0.0, 4, 1, 0, True),
         ("drop_connection", "/composite", 3, 0.0, 6, 2, 1, True),
-        ("delay", "/composite", 1, 1.0, 4, 1, 0, True),
+        ("delay", "/composite", 1, 5.0, 4, 1, 0, True),
         ("invalid_query_locator", "/query/", 1, 0.0, 5, 0, 1, True),
         ("invalid_query_locator", "/query/", 2, 0.0, 7, 0, 2, True),
         ("invalid_query_locator", "/query/", 3, 0.0, 6, 0, 2, False),
     ],
 )
-def test_fault_restarts_window(tmp_path, kind, path, count, seconds, calls, retries, restarts, ok):
+def test_fault_restarts_window(
+    tmp_path, kind, path, count, seconds, calls, retries, restarts, ok
+):
     with emulated_org(tmp_path) as env:
         _prepare(env)
         env.org.inject_fault(kind, path_contains=path, count=count, seconds=seconds)
@@ -76,7 +87,9 @@ def test_fault_restarts_window(tmp_path, kind, path, count, seconds, calls, retr
             assert outcome.error is None
             assert outcome.received == 4_501
             assert env.watermark(OPPORTUNITY).watermark == NEWEST_STAMP
-            assert env.rows("SELECT count(*), count(DISTINCT id) FROM raw_opportunity") == [(4_501, 4_501)]
+            assert env.rows(
+                "SELECT count(*), count(DISTINCT id) FROM raw_opportunity"
+            ) == [(4_501, 4_501)]
         else:
             assert f"gave up after {restarts} restarts" in outcome.error
             assert env.watermark(OPPORTUNITY).watermark == FIRST_STAMP
@@ -109,7 +122,12 @@ def test_other_objects_finish_when_one_fails(tmp_path):
         env.org.load({"Account": [record("Account", 1, utc(2024, 3, 1, 9, 0))]})
         env.org.inject_fault("invalid_query_locator", path_contains="/query/", count=3)
 
-        outcomes = env.extract(START, sobjects=("Account", OPPORTUNITY), settings=SETTINGS, client=_client(env))
+        outcomes = env.extract(
+            START,
+            sobjects=("Account", OPPORTUNITY),
+            settings=SETTINGS,
+            client=_client(env),
+        )
 
         assert outcomes["Account"].error is None
         assert outcomes["Account"].received == 1
@@ -129,4 +147,7 @@ def test_call_events_in_metadata(tmp_path):
 
         assert metadata["call_retries"] == 1
         assert metadata["token_refreshes"] == 1
-        assert [text.split(":")[0] for text in metadata["call_events"].data] == ["refresh", "retry"]
+        assert [text.split(":")[0] for text in metadata["call_events"].data] == [
+            "refresh",
+            "retry",
+        ]

@@ -30,7 +30,10 @@ def _plans(env, mapping: dict[str, list[str]], client=None):
     client = client or env.client()
     with open_database(env.database) as conn:
         describes = load_describes(client, conn, list(mapping), now=START)
-    return [plan_fields(sobject, fields, describes[sobject]) for sobject, fields in mapping.items()]
+    return [
+        plan_fields(sobject, fields, describes[sobject])
+        for sobject, fields in mapping.items()
+    ]
 
 
 def _assert_no_rejected_query(env) -> None:
@@ -42,17 +45,33 @@ def _assert_no_rejected_query(env) -> None:
 
 def test_700_custom_fields_all_selected(tmp_path):
     base = STANDARD_SCHEMAS[OPPORTUNITY]
-    extra = tuple(FieldSpec(name, "string", name, 255, custom=True) for name in CUSTOM_FIELDS)
-    schemas = dict(STANDARD_SCHEMAS, Opportunity=dataclasses.replace(base, fields=base.fields + extra))
+    extra = tuple(
+        FieldSpec(name, "string", name, 255, custom=True) for name in CUSTOM_FIELDS
+    )
+    schemas = dict(
+        STANDARD_SCHEMAS,
+        Opportunity=dataclasses.replace(base, fields=base.fields + extra),
+    )
     with emulated_org(tmp_path, schemas=schemas) as env:
         values = {name: f"value {index}" for index, name in enumerate(CUSTOM_FIELDS)}
         # record() keeps only standard fields, so the custom values are added afterwards.
-        env.org.load({OPPORTUNITY: [{**record(OPPORTUNITY, n, utc(2024, 3, 1, 9, n)), **values} for n in range(1, 4)]})
+        env.org.load(
+            {
+                OPPORTUNITY: [
+                    {**record(OPPORTUNITY, n, utc(2024, 3, 1, 9, n)), **values}
+                    for n in range(1, 4)
+                ]
+            }
+        )
         client = env.client()
-        plans = _plans(env, {OPPORTUNITY: default_fields(OPPORTUNITY) + CUSTOM_FIELDS}, client)
+        plans = _plans(
+            env, {OPPORTUNITY: default_fields(OPPORTUNITY) + CUSTOM_FIELDS}, client
+        )
         calls = env.calls()
 
-        outcome = env.extract(START, settings=NO_LAG, client=client, plans=plans)[OPPORTUNITY]
+        outcome = env.extract(START, settings=NO_LAG, client=client, plans=plans)[
+            OPPORTUNITY
+        ]
 
         assert outcome.error is None
         assert env.calls() == calls + 1
@@ -77,8 +96,18 @@ def test_formula_field_not_a_change_signal(tmp_path):
         env.org.load(
             {
                 OPPORTUNITY: [
-                    record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), CreatedDate=utc(2024, 2, 20, 9, 0)),
-                    record(OPPORTUNITY, 2, utc(2024, 3, 1, 9, 30), CreatedDate=utc(2024, 2, 20, 9, 0)),
+                    record(
+                        OPPORTUNITY,
+                        1,
+                        utc(2024, 3, 1, 9, 0),
+                        CreatedDate=utc(2024, 2, 20, 9, 0),
+                    ),
+                    record(
+                        OPPORTUNITY,
+                        2,
+                        utc(2024, 3, 1, 9, 30),
+                        CreatedDate=utc(2024, 2, 20, 9, 0),
+                    ),
                 ]
             }
         )
@@ -92,13 +121,21 @@ def test_formula_field_not_a_change_signal(tmp_path):
         ]
         assert "WHERE SystemModstamp >= " in first.soql
         assert "Days_Open__c >" not in first.soql
-        assert env.rows("SELECT days_open__c FROM raw_opportunity ORDER BY id") == [(10.0,), (10.0,)]
+        assert env.rows("SELECT days_open__c FROM raw_opportunity ORDER BY id") == [
+            (10.0,),
+            (10.0,),
+        ]
 
         env.clock.set(START + timedelta(days=3))
         assert env.org.records(OPPORTUNITY)[0]["Days_Open__c"] == 13.0
-        second = env.extract(START + timedelta(days=3), settings=NO_LAG, plans=plans)[OPPORTUNITY]
+        second = env.extract(START + timedelta(days=3), settings=NO_LAG, plans=plans)[
+            OPPORTUNITY
+        ]
         assert second.received == 1
-        assert env.rows("SELECT days_open__c FROM raw_opportunity ORDER BY id") == [(10.0,), (13.0,)]
+        assert env.rows("SELECT days_open__c FROM raw_opportunity ORDER BY id") == [
+            (10.0,),
+            (13.0,),
+        ]
 
 
 @pytest.mark.parametrize(
@@ -113,16 +150,29 @@ def test_missing_field_warns_and_others_sync(tmp_path, hidden, mapped_extra, mis
     with emulated_org(tmp_path) as env:
         env.org.load(
             {
-                OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), NextStep="Call", LeadSource="Web")],
+                OPPORTUNITY: [
+                    record(
+                        OPPORTUNITY,
+                        1,
+                        utc(2024, 3, 1, 9, 0),
+                        NextStep="Call",
+                        LeadSource="Web",
+                    )
+                ],
                 "Account": [record("Account", 1, utc(2024, 3, 1, 9, 0))],
             }
         )
         if hidden:
             env.org.set_field_visibility(OPPORTUNITY, hidden, False)
-        mapping = {"Account": default_fields("Account"), OPPORTUNITY: default_fields(OPPORTUNITY) + mapped_extra}
+        mapping = {
+            "Account": default_fields("Account"),
+            OPPORTUNITY: default_fields(OPPORTUNITY) + mapped_extra,
+        }
         plans = _plans(env, mapping)
 
-        outcomes = env.extract(START, sobjects=("Account", OPPORTUNITY), settings=NO_LAG, plans=plans)
+        outcomes = env.extract(
+            START, sobjects=("Account", OPPORTUNITY), settings=NO_LAG, plans=plans
+        )
 
         assert outcomes[OPPORTUNITY].warnings == [
             f"tenant acme, Opportunity: mapped field {name} does not exist in the org or is hidden from the "
@@ -144,22 +194,33 @@ def test_field_hidden_after_describe_refetched(tmp_path):
     with emulated_org(tmp_path) as env:
         env.org.load(
             {
-                OPPORTUNITY: [record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), NextStep="Call")],
+                OPPORTUNITY: [
+                    record(OPPORTUNITY, 1, utc(2024, 3, 1, 9, 0), NextStep="Call")
+                ],
                 "Account": [record("Account", 1, utc(2024, 3, 1, 9, 0))],
             }
         )
-        mapping = {"Account": default_fields("Account"), OPPORTUNITY: default_fields(OPPORTUNITY)}
+        mapping = {
+            "Account": default_fields("Account"),
+            OPPORTUNITY: default_fields(OPPORTUNITY),
+        }
         cached = _plans(env, mapping)
         env.org.set_field_visibility(OPPORTUNITY, "NextStep", False)
 
-        outcomes = env.extract(START, sobjects=("Account", OPPORTUNITY), settings=NO_LAG, plans=cached)
+        outcomes = env.extract(
+            START, sobjects=("Account", OPPORTUNITY), settings=NO_LAG, plans=cached
+        )
 
         assert outcomes["Account"].error is None
         assert outcomes[OPPORTUNITY].error.startswith("INVALID_FIELD: ")
         assert "(tenant acme, sObject Opportunity)" in outcomes[OPPORTUNITY].error
-        assert env.rows("SELECT sobject FROM _describe_cache ORDER BY sobject") == [("Account",)]
+        assert env.rows("SELECT sobject FROM _describe_cache ORDER BY sobject") == [
+            ("Account",)
+        ]
 
         refreshed = _plans(env, mapping)
-        again = env.extract(START, sobjects=(OPPORTUNITY,), settings=NO_LAG, plans=refreshed[1:])[OPPORTUNITY]
+        again = env.extract(
+            START, sobjects=(OPPORTUNITY,), settings=NO_LAG, plans=refreshed[1:]
+        )[OPPORTUNITY]
         assert again.error is None
         assert refreshed[1].missing == ["NextStep"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,9 @@ def test_diagram_has_three_column_views():
     assert block.startswith(START_MARKER)
     assert block.endswith(END_MARKER)
     assert block.count("```mermaid") == 4
-    assert 'Salesforce_Opportunity_Amount(["Opportunity.Amount"]) --> deal_amount' in block
+    assert (
+        'Salesforce_Opportunity_Amount(["Opportunity.Amount"]) --> deal_amount' in block
+    )
     assert "momentum_score_score --> Opportunity_Momentum_Score__c" in block
 
 

@@ -66,7 +66,11 @@ def graph(project):
 @pytest.mark.parametrize(
     ("reference", "sources", "written"),
     [
-        ("raw_opportunity.amount", ["Opportunity.Amount"], ["Opportunity.Momentum_Score__c"]),
+        (
+            "raw_opportunity.amount",
+            ["Opportunity.Amount"],
+            ["Opportunity.Momentum_Score__c"],
+        ),
         ("deal.amount", ["Opportunity.Amount"], ["Opportunity.Momentum_Score__c"]),
         (
             "deal.close_date",
@@ -74,14 +78,22 @@ def graph(project):
             ["Opportunity.Momentum_Score__c", "Opportunity.Next_Best_Action__c"],
         ),
         ("deal.account_name", ["Account.Name"], []),
-        ("event.contact_id", ["Event.WhoId", "Task.WhoId"], ["Opportunity.Momentum_Score__c", "Opportunity.Next_Best_Action__c"]),
+        (
+            "event.contact_id",
+            ["Event.WhoId", "Task.WhoId"],
+            ["Opportunity.Momentum_Score__c", "Opportunity.Next_Best_Action__c"],
+        ),
         (
             "deal_change.is_close_date_push",
             ["OpportunityHistory.CloseDate", "OpportunityHistory.PrevCloseDate"],
             ["Opportunity.Momentum_Score__c", "Opportunity.Next_Best_Action__c"],
         ),
         ("momentum_score.score", SCORE_SOURCES, ["Opportunity.Momentum_Score__c"]),
-        ("momentum_score.next_best_action", ACTION_SOURCES, ["Opportunity.Next_Best_Action__c"]),
+        (
+            "momentum_score.next_best_action",
+            ACTION_SOURCES,
+            ["Opportunity.Next_Best_Action__c"],
+        ),
     ],
 )
 def test_column_traces_both_ways(graph, reference, sources, written):
@@ -95,7 +107,10 @@ def test_column_traces_both_ways(graph, reference, sources, written):
     [
         ("dael.amount", "unknown model 'dael'; close matches: deal"),
         ("deal.amout", "model deal has no column 'amout'; close matches: amount"),
-        ("momentum_score.scor", "model momentum_score has no column 'scor'; close matches: score"),
+        (
+            "momentum_score.scor",
+            "model momentum_score has no column 'scor'; close matches: score",
+        ),
         ("deal", "invalid column reference 'deal': write MODEL.COLUMN"),
     ],
 )
@@ -125,7 +140,10 @@ def test_cli_prints_score_lineage(capsys):
 def test_cli_unknown_column_fails(capsys):
     assert main(["lineage", "deal.amout"]) == 1
     error = capsys.readouterr().err
-    assert error == "error: model deal has no column 'amout'; close matches: amount, account_id, product\n"
+    assert (
+        error
+        == "error: model deal has no column 'amout'; close matches: amount, account_id, product\n"
+    )
 
 
 def _columns_read(sql: str, schema: dict[str, dict[str, str]]) -> set[ColumnSource]:
@@ -138,7 +156,9 @@ def _columns_read(sql: str, schema: dict[str, dict[str, str]]) -> set[ColumnSour
             if isinstance(source, Scope) and source.expression.is_star:
                 # A CTE such as `select * from deal_change where ...` passes
                 # its table's columns through unchanged.
-                tables = [s for s in source.sources.values() if isinstance(s, exp.Table)]
+                tables = [
+                    s for s in source.sources.values() if isinstance(s, exp.Table)
+                ]
                 source = tables[0] if len(tables) == 1 else None
             if isinstance(source, exp.Table) and source.name in schema:
                 found.add(ColumnSource(source.name, column.name))
@@ -158,7 +178,9 @@ def test_declared_inputs_cover_signal_queries(project):
         signals._BENCHMARK_SQL,
     ]
     read = set().union(*(_columns_read(sql, schema) for sql in queries))
-    declared = {source for inputs in score_column_inputs().values() for source in inputs}
+    declared = {
+        source for inputs in score_column_inputs().values() for source in inputs
+    }
     assert read - declared - set(UNSCORED_INPUTS) == set()
     assert declared - read == set()
     for source in declared:

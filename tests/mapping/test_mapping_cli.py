@@ -23,9 +23,14 @@ TENANT = "acme"
 FETCHED_AT = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
 
 
-def describe_body(sobject: str, extra_fields: tuple[str, ...] = (), record_types=()) -> dict:
+def describe_body(
+    sobject: str, extra_fields: tuple[str, ...] = (), record_types=()
+) -> dict:
     fields = [
-        {"name": spec.name, "picklistValues": [{"value": v} for v in spec.picklist_values]}
+        {
+            "name": spec.name,
+            "picklistValues": [{"value": v} for v in spec.picklist_values],
+        }
         for spec in STANDARD_SCHEMAS[sobject].fields
     ]
     fields += [{"name": name, "picklistValues": []} for name in extra_fields]
@@ -38,7 +43,8 @@ def describe_body(sobject: str, extra_fields: tuple[str, ...] = (), record_types
 
 def cached(**overrides) -> dict[str, CachedDescribe]:
     describes = {
-        sobject: CachedDescribe(describe_body(sobject), FETCHED_AT) for sobject in STANDARD_SCHEMAS
+        sobject: CachedDescribe(describe_body(sobject), FETCHED_AT)
+        for sobject in STANDARD_SCHEMAS
     }
     for sobject, body in overrides.items():
         describes[sobject] = CachedDescribe(body, FETCHED_AT)
@@ -61,13 +67,20 @@ def _edited(**changes):
     ("mapping", "describes", "error"),
     [
         (
-            _edited(fields={**default_mapping().fields, "Opportunity": ["Id", "Amount_USD__c"]}),
+            _edited(
+                fields={
+                    **default_mapping().fields,
+                    "Opportunity": ["Id", "Amount_USD__c"],
+                }
+            ),
             cached(),
             "tenant acme: field Opportunity.Amount_USD__c not found in the org's describe "
             "(cached 2025-01-02 03:04 UTC).",
         ),
         (
-            _edited(stages={**default_mapping().stages, "Verbal": StageCategory("open", 3)}),
+            _edited(
+                stages={**default_mapping().stages, "Verbal": StageCategory("open", 3)}
+            ),
             cached(),
             "tenant acme: stage 'Verbal' is not a value of Opportunity.StageName.",
         ),
@@ -88,7 +101,9 @@ def _edited(**changes):
         ),
         (
             _edited(record_types=["012B"]),
-            cached(Opportunity=describe_body("Opportunity", ("RecordTypeId",), ("012A",))),
+            cached(
+                Opportunity=describe_body("Opportunity", ("RecordTypeId",), ("012A",))
+            ),
             "tenant acme: record type 012B is not one of the org's Opportunity record types (012A)",
         ),
         (
@@ -156,7 +171,9 @@ def _stored():
 
 
 def test_cache_read_from_tenant_file(tenant):
-    with duckdb.connect(str(settings.tenant_database_path(tenant)), read_only=True) as conn:
+    with duckdb.connect(
+        str(settings.tenant_database_path(tenant)), read_only=True
+    ) as conn:
         describes = read_cached_describes(conn)
     assert sorted(describes) == sorted(STANDARD_SCHEMAS)
     assert describes["Opportunity"].fetched_at == FETCHED_AT
@@ -179,8 +196,10 @@ def test_cache_read_from_tenant_file(tenant):
         ),
         (
             ["set-deal-source", TENANT, "amount", "Amount_USD__c"],
-            lambda m: m.deal_sources == {"amount": "Amount_USD__c"}
-            and "Amount_USD__c" in m.fields["Opportunity"],
+            lambda m: (
+                m.deal_sources == {"amount": "Amount_USD__c"}
+                and "Amount_USD__c" in m.fields["Opportunity"]
+            ),
         ),
         (
             ["set-record-types", TENANT, "012A"],
@@ -221,7 +240,10 @@ def test_invalid_edit_not_saved(tenant, capsys, argv, error):
 
 def test_record_types_warning_printed(tenant, capsys):
     assert main(["mapping", "set-record-types", TENANT, "012A"]) == 0
-    assert "warning: tenant acme: Opportunity has no RecordTypeId field" in capsys.readouterr().err
+    assert (
+        "warning: tenant acme: Opportunity has no RecordTypeId field"
+        in capsys.readouterr().err
+    )
 
 
 def test_show_and_set_round_trip(tenant, capsys, tmp_path):
@@ -245,4 +267,16 @@ def test_no_cache_needs_flag(routiine_home, capsys):
     add_tenant(dg.DagsterInstance.ephemeral(), "fresh", org_type="production")
     assert main(["mapping", "alias-stage", "fresh", "Qualifying", "Qualification"]) == 1
     assert "no cached describe of Account" in capsys.readouterr().err
-    assert main(["mapping", "alias-stage", "fresh", "Qualifying", "Qualification", "--no-validate"]) == 0
+    assert (
+        main(
+            [
+                "mapping",
+                "alias-stage",
+                "fresh",
+                "Qualifying",
+                "Qualification",
+                "--no-validate",
+            ]
+        )
+        == 0
+    )

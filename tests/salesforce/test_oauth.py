@@ -8,7 +8,11 @@ ACCEPTED = [
     ("https://login.salesforce.com", False, "https://login.salesforce.com"),
     ("https://test.salesforce.com/", False, "https://test.salesforce.com"),
     ("https://acme.my.salesforce.com", False, "https://acme.my.salesforce.com"),
-    ("https://acme--uat.sandbox.my.salesforce.com", False, "https://acme--uat.sandbox.my.salesforce.com"),
+    (
+        "https://acme--uat.sandbox.my.salesforce.com",
+        False,
+        "https://acme--uat.sandbox.my.salesforce.com",
+    ),
     ("http://127.0.0.1:8765", True, "http://127.0.0.1:8765"),
 ]
 
@@ -42,7 +46,11 @@ def test_other_hosts_rejected(url, allow_loopback):
         ("production", None, "https://login.salesforce.com"),
         ("sandbox", None, "https://test.salesforce.com"),
         ("my_domain", "acme", "https://acme.my.salesforce.com"),
-        ("my_domain", "Acme--UAT.sandbox", "https://acme--uat.sandbox.my.salesforce.com"),
+        (
+            "my_domain",
+            "Acme--UAT.sandbox",
+            "https://acme--uat.sandbox.my.salesforce.com",
+        ),
         ("my_domain", "acme.my.salesforce.com", "https://acme.my.salesforce.com"),
     ],
 )
@@ -52,7 +60,15 @@ def test_login_url_by_org_type(org_type, my_domain, expected):
 
 @pytest.mark.parametrize(
     "hostile",
-    ["evil.example/x", "acme.evil.example", "-acme", "acme;rm", "acme.my.salesforce.com.evil.example", "a" * 41, ""],
+    [
+        "evil.example/x",
+        "acme.evil.example",
+        "-acme",
+        "acme;rm",
+        "acme.my.salesforce.com.evil.example",
+        "a" * 41,
+        "",
+    ],
 )
 def test_hostile_my_domain_rejected(hostile):
     with pytest.raises((ValueError, UnsafeHostError)):
@@ -74,7 +90,10 @@ def test_pkce_challenge_is_s256_of_verifier():
     [
         ("api-usage=18/5000", ApiUsage(18, 5000)),
         ("api-usage=110018/100000; api-bursts=1/750", ApiUsage(110018, 100000)),
-        ("per-app-api-usage=17/250(appName=x); api-usage=25/15000", ApiUsage(25, 15000)),
+        (
+            "per-app-api-usage=17/250(appName=x); api-usage=25/15000",
+            ApiUsage(25, 15000),
+        ),
         (None, None),
         ("garbage", None),
     ],

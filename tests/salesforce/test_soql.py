@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -10,10 +10,13 @@ NEW_YORK = timezone(timedelta(hours=-5))
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc), "2024-03-01T10:00:00Z"),
+        (datetime(2024, 3, 1, 10, 0, tzinfo=UTC), "2024-03-01T10:00:00Z"),
         (datetime(2024, 3, 1, 5, 0, tzinfo=NEW_YORK), "2024-03-01T10:00:00Z"),
-        (datetime(2021, 8, 11, 12, 52, 8, 62712, tzinfo=timezone.utc), "2021-08-11T12:52:08Z"),
-        (datetime.fromisoformat("2024-03-01T10:00:00.000+00:00"), "2024-03-01T10:00:00Z"),
+        (datetime(2021, 8, 11, 12, 52, 8, 62712, tzinfo=UTC), "2021-08-11T12:52:08Z"),
+        (
+            datetime.fromisoformat("2024-03-01T10:00:00.000+00:00"),
+            "2024-03-01T10:00:00Z",
+        ),
     ],
 )
 def test_soql_datetime_is_utc_whole_seconds(value, expected):
@@ -29,8 +32,8 @@ def test_window_query_shape():
     soql = window_query(
         "Opportunity",
         ["Name", "StageName", "Id"],
-        lower=datetime(2024, 3, 1, 9, 55, tzinfo=timezone.utc),
-        upper=datetime(2024, 3, 1, 10, 14, tzinfo=timezone.utc),
+        lower=datetime(2024, 3, 1, 9, 55, tzinfo=UTC),
+        upper=datetime(2024, 3, 1, 10, 14, tzinfo=UTC),
     )
     assert soql == (
         "SELECT Id, SystemModstamp, IsDeleted, Name, StageName FROM Opportunity "

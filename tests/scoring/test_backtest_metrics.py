@@ -29,7 +29,9 @@ def test_roc_auc_needs_both_outcomes():
 
 
 def test_buckets_count_wins():
-    buckets = score_buckets([0, 9, 10, 55, 59, 90, 100], [True, False, False, True, True, False, True])
+    buckets = score_buckets(
+        [0, 9, 10, 55, 59, 90, 100], [True, False, False, True, True, False, True]
+    )
     assert buckets[0] == Bucket(0, 9, 2, 1)
     assert buckets[1] == Bucket(10, 19, 1, 0)
     assert buckets[5] == Bucket(50, 59, 2, 2)

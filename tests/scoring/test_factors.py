@@ -132,10 +132,19 @@ def test_stage_age(benchmark, value, skipped):
 @pytest.mark.parametrize(
     ("recommendation", "expected"),
     [
-        (Recommendation("re_engage", "no contact for 40 days"), "Re-engage: no contact for 14 days or more."),
-        (Recommendation("re_engage", "no contact for 41 days"), "Re-engage: no contact for 14 days or more."),
         (
-            Recommendation("advance_stage", "30 days in Qualification, longer than the 7-day median of won deals"),
+            Recommendation("re_engage", "no contact for 40 days"),
+            "Re-engage: no contact for 14 days or more.",
+        ),
+        (
+            Recommendation("re_engage", "no contact for 41 days"),
+            "Re-engage: no contact for 14 days or more.",
+        ),
+        (
+            Recommendation(
+                "advance_stage",
+                "30 days in Qualification, longer than the 7-day median of won deals",
+            ),
             "Advance the stage: the deal has stayed in its stage longer than won deals usually do.",
         ),
         (
@@ -149,7 +158,9 @@ def test_next_best_action_stays_stable_as_days_pass(recommendation, expected):
 
 
 def test_next_best_action_fits_255():
-    text = format_next_best_action(Recommendation("update_close_date", "z" * 400), 12, [])
+    text = format_next_best_action(
+        Recommendation("update_close_date", "z" * 400), 12, []
+    )
     assert len(text) == 255
     assert text.endswith("...")
     assert len(text) <= 255

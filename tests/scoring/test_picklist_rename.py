@@ -45,7 +45,8 @@ def tenant(routiine_home: Path):
         assert pending_changes(conn) == []
         before = conn.execute(SCORE_SQL).fetchall()
         updated = conn.execute(
-            "UPDATE raw_opportunity SET stagename = 'Qualifying' WHERE id IN ?", [list(RENAMED)]
+            "UPDATE raw_opportunity SET stagename = 'Qualifying' WHERE id IN ?",
+            [list(RENAMED)],
         ).fetchone()[0]
     assert updated == 2
     return instance, before
@@ -61,7 +62,9 @@ def _materialize(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
         instance=instance,
         partition_key=TENANT,
         resources={"warehouse": TenantWarehouse(lock_wait_seconds=5)},
-        run_config={"ops": {"momentum_score": {"config": {"as_of": AS_OF.isoformat()}}}},
+        run_config={
+            "ops": {"momentum_score": {"config": {"as_of": AS_OF.isoformat()}}}
+        },
     )
 
 
@@ -116,7 +119,9 @@ def test_missing_alias_warns_once(tenant):
     assert deal["unmapped_picklist_values"].value == {"Opportunity.StageName": 2}
     assert deal["dagster/row_count"].value == 7
 
-    warnings = [m for m in _warnings(instance, result.run_id) if "unmapped stage values" in m]
+    warnings = [
+        m for m in _warnings(instance, result.run_id) if "unmapped stage values" in m
+    ]
     assert len(warnings) == 1
     assert warnings[0].startswith(
         "tenant globex: unmapped stage values in stg_opportunity, 2 records given the "

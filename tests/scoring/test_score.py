@@ -64,7 +64,10 @@ def test_top_factors_text(scored_db):
         "Reached Qualification 1.2x slower than won deals",
     ]
     assert quiet.recommended_action == "involve_stakeholders"
-    assert quiet.next_best_action == "Involve more stakeholders: no stakeholder engaged in 30 days."
+    assert (
+        quiet.next_best_action
+        == "Involve more stakeholders: no stakeholder engaged in 30 days."
+    )
 
 
 def test_factor_record_fields(scored_db):

@@ -30,19 +30,36 @@ def connect_page(routiine_home, tmp_path, monkeypatch):
     monkeypatch.setenv("ROUTIINE_ALLOW_LOOPBACK", "1")
     monkeypatch.setenv("ROUTIINE_SF_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("ROUTIINE_SF_CLIENT_SECRET", CLIENT_SECRET)
-    monkeypatch.setenv("ROUTIINE_SF_REDIRECT_URI", f"http://127.0.0.1:{port}/oauth/callback")
+    monkeypatch.setenv(
+        "ROUTIINE_SF_REDIRECT_URI", f"http://127.0.0.1:{port}/oauth/callback"
+    )
     org = Org(clock=Clock())
     stamp = datetime.now(UTC)
-    org.load({
-        "Opportunity": [{
-            "Id": make_id("Opportunity", 1), "Name": "Deal 1", "StageName": "Prospecting",
-            "CloseDate": stamp.date(), "IsClosed": False, "IsWon": False, "IsDeleted": False,
-            "CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
-        }]
-    })
-    emulator = EmulatorServer(org, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, auto_approve=False).start()
+    org.load(
+        {
+            "Opportunity": [
+                {
+                    "Id": make_id("Opportunity", 1),
+                    "Name": "Deal 1",
+                    "StageName": "Prospecting",
+                    "CloseDate": stamp.date(),
+                    "IsClosed": False,
+                    "IsWon": False,
+                    "IsDeleted": False,
+                    "CreatedDate": stamp,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                }
+            ]
+        }
+    )
+    emulator = EmulatorServer(
+        org, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, auto_approve=False
+    ).start()
     (tmp_path / "dagster_home").mkdir()
-    context = build_context(dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home")))
+    context = build_context(
+        dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
+    )
     server = uvicorn_server(context, "127.0.0.1", port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -38,11 +38,16 @@ class IssuedToken:
     def __init__(self, token: str) -> None:
         self.token = token
 
+    def __repr__(self) -> str:
+        return "IssuedToken(<hidden>)"
+
     def access_token(self) -> str:
         return self.token
 
     def refresh(self, rejected_token: str) -> str:
-        raise ReauthorizationRequiredError("the test token cannot be refreshed", tenant=TENANT)
+        raise ReauthorizationRequiredError(
+            "the test token cannot be refreshed", tenant=TENANT
+        )
 
 
 @dataclass
@@ -51,30 +56,56 @@ class World:
     clock: Clock
     server: EmulatorServer
     store: ControlStore
-    token: str
+    # Kept out of repr so a failing assertion never prints the access token.
+    token: str = field(repr=False)
 
-    def client(self, policy: BudgetPolicy | None = None, *, run_id: str = "run-1",
-               phase: str = "incremental") -> tuple[SalesforceClient, BudgetGuard]:
-        guard = BudgetGuard(self.store, TENANT, policy or BudgetPolicy(), run_id=run_id, phase=phase,
-                            clock=self.clock.now)
-        client = SalesforceClient(self.server.url, IssuedToken(self.token), guard=guard, tenant=TENANT)
+    def client(
+        self,
+        policy: BudgetPolicy | None = None,
+        *,
+        run_id: str = "run-1",
+        phase: str = "incremental",
+    ) -> tuple[SalesforceClient, BudgetGuard]:
+        guard = BudgetGuard(
+            self.store,
+            TENANT,
+            policy or BudgetPolicy(),
+            run_id=run_id,
+            phase=phase,
+            clock=self.clock.now,
+        )
+        client = SalesforceClient(
+            self.server.url, IssuedToken(self.token), guard=guard, tenant=TENANT
+        )
         return client, guard
 
     @contextmanager
     def duck(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_database(settings.tenant_database_path(TENANT), read_only=read_only) as conn:
+        with open_database(
+            settings.tenant_database_path(TENANT), read_only=read_only
+        ) as conn:
             yield conn
 
-    def extract(self, client: SalesforceClient, sobjects: list[str], *, run_start: datetime | None = None,
-                ) -> tuple[ExtractPass, CycleStoppedError | None]:
+    def extract(
+        self,
+        client: SalesforceClient,
+        sobjects: list[str],
+        *,
+        run_start: datetime | None = None,
+    ) -> tuple[ExtractPass, CycleStoppedError | None]:
         """Run one real incremental pass over `sobjects`, in that order."""
         run_start = run_start or self.clock.now()
         with self.duck() as conn:
             describes = load_describes(client, conn, sobjects, now=run_start)
-            plans = [plan_fields(s, default_fields(s), describes.get(s)) for s in sobjects]
+            plans = [
+                plan_fields(s, default_fields(s), describes.get(s)) for s in sobjects
+            ]
             window = MonthWindow.containing(run_start)
             extract = ExtractPass(
-                client, conn, tenant=TENANT, run_start=run_start,
+                client,
+                conn,
+                tenant=TENANT,
+                run_start=run_start,
                 settings=ExtractSettings(lag=timedelta(seconds=0), restart_backoff=0.0),
             )
             try:
@@ -100,9 +131,17 @@ def start_world(page_size: int = 2_000, daily_limit: int = 15_000) -> World:
 
 def opportunity(number: int, stamp: datetime, **values: Any) -> dict[str, Any]:
     record = {
-        "Id": make_id("Opportunity", number), "Name": f"Deal {number}", "StageName": "Prospecting",
-        "Amount": 1000.0 * number, "CloseDate": date(2024, 6, 30), "IsClosed": False, "IsWon": False,
-        "IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+        "Id": make_id("Opportunity", number),
+        "Name": f"Deal {number}",
+        "StageName": "Prospecting",
+        "Amount": 1000.0 * number,
+        "CloseDate": date(2024, 6, 30),
+        "IsClosed": False,
+        "IsWon": False,
+        "IsDeleted": False,
+        "CreatedDate": stamp,
+        "LastModifiedDate": stamp,
+        "SystemModstamp": stamp,
     }
     record.update(values)
     return record
@@ -111,7 +150,9 @@ def opportunity(number: int, stamp: datetime, **values: Any) -> dict[str, Any]:
 def load_opportunities(world: World, count: int) -> list[str]:
     """Load `count` Opportunities stamped one minute before now and extract them into DuckDB."""
     stamp = world.clock.now() - timedelta(minutes=1)
-    world.org.load({"Opportunity": [opportunity(n, stamp) for n in range(1, count + 1)]})
+    world.org.load(
+        {"Opportunity": [opportunity(n, stamp) for n in range(1, count + 1)]}
+    )
     client, _ = world.client(run_id="load")
     world.extract(client, ["Opportunity"])
     return [make_id("Opportunity", n) for n in range(1, count + 1)]
@@ -141,8 +182,15 @@ def write_back(world: World, *, run_id: str = "wb", retry=None):
     client, _ = world.client(run_id=run_id, phase="writeback")
     with world.duck() as conn:
         changes = pending_changes(conn)
-        report = send_changes(client, conn, changes, tenant=TENANT, run_id=run_id, now=world.clock.now(),
-                              retry=retry)
+        report = send_changes(
+            client,
+            conn,
+            changes,
+            tenant=TENANT,
+            run_id=run_id,
+            now=world.clock.now(),
+            retry=retry,
+        )
         publish_due_time(world.store, conn, TENANT, world.clock.now())
     return report
 
