@@ -24,6 +24,7 @@ import dagster as dg
 import requests
 
 from routiine_pipeline import jobs, oauth_settings, settings, summary
+from routiine_pipeline.cli.instance import dagster_instance
 
 log = logging.getLogger("routiine.demo")
 
@@ -116,7 +117,7 @@ def run_demo(summary_json: Path | None = None) -> DemoResult:
     started = time.monotonic()
     started_at = datetime.now(UTC)
     client_secret = _configure_environment()
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     _reset_tenant(instance)
 
     clock = Clock()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from routiine_pipeline.cli.instance import dagster_instance
+
 # Exit status when the API limit stopped the backfill: rerun the same command later.
 EXIT_STOPPED = 2
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    import dagster as dg
 
     from routiine_pipeline.backfill import backfill_tenant, month_keys
 
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     now = datetime.now(UTC)
     months = month_keys(args.from_month, args.to_month, now=now)
     mode = "full refresh" if args.full_refresh else "skipping materialized months"

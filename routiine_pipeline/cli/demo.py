@@ -24,7 +24,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
-        "demo", help="run the whole pipeline on the bundled demo org"
+        "demo",
+        help="run the whole pipeline on the bundled demo org",
+        description=(
+            "Start the Salesforce emulator with the demo org, connect tenant 'demo' through "
+            "OAuth, backfill its history through Dagster, build models and scores, write "
+            "scores back, then run an incremental and a quiet cycle and print a summary. "
+            "Runs land in the instance under DAGSTER_HOME."
+        ),
     )
     demo.add_argument(
         "--summary-json", type=Path, help="also write the summary as JSON to this file"
@@ -32,7 +39,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=cmd_demo)
 
     emulator = commands.add_parser(
-        "emulator", help="serve the Salesforce emulator on loopback"
+        "emulator",
+        help="serve the Salesforce emulator on loopback",
+        description=(
+            "Serve the loopback Salesforce emulator until Ctrl-C. It prints its URL and the "
+            "connected-app credentials and commands that connect a tenant to it."
+        ),
     )
     emulator.add_argument(
         "--port",

@@ -31,6 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the connect page: tenants, OAuth connect and mapping editor",
+        description=(
+            "Serve the connect page on a loopback address until Ctrl-C: tenants with "
+            "status, last sync, interval and API usage; the OAuth connect form; the "
+            "mapping editor."
+        ),
     )
     serve.add_argument(
         "--host",

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from routiine_pipeline.cli.instance import dagster_instance
 from routiine_pipeline.salesforce.oauth import ORG_TYPES
-
-
-def _instance():
-    import dagster as dg
-
-    return dg.DagsterInstance.get()
 
 
 def cmd_tenants_add(args: argparse.Namespace) -> int:
     from routiine_pipeline.tenants import add_tenant
 
     tenant = add_tenant(
-        _instance(),
+        dagster_instance(),
         args.tenant,
         org_type=args.org_type,
         my_domain=args.my_domain,
@@ -54,7 +49,7 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
 def cmd_tenants_remove(args: argparse.Namespace) -> int:
     from routiine_pipeline.tenants import remove_tenant
 
-    revoked = remove_tenant(_instance(), args.tenant)
+    revoked = remove_tenant(dagster_instance(), args.tenant)
     print(
         f"Removed tenant {args.tenant}"
         + (" and revoked its tokens" if revoked else " (no token to revoke)")
@@ -65,6 +60,10 @@ def cmd_tenants_remove(args: argparse.Namespace) -> int:
 def cmd_tenants_connect(args: argparse.Namespace) -> int:
     from routiine_pipeline.tenants import LoopbackCallback, connector
 
+    if args.timeout <= 0:
+        raise ValueError(
+            f"--timeout must be a positive number of seconds, got {args.timeout:g}"
+        )
     tenant_connector = connector()
     with LoopbackCallback(tenant_connector) as callback:
         url = tenant_connector.start(args.tenant)
@@ -102,7 +101,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add.set_defaults(handler=cmd_tenants_add)
     tenants.add_parser(
-        "list", help="show tenants with status and last sync"
+        "list",
+        help="show tenants with status and last sync",
+        description="List the tenants of the control store with status, interval, last sync and login host.",
     ).set_defaults(handler=cmd_tenants_list)
     remove = tenants.add_parser(
         "remove", help="revoke tokens and remove the tenant and its partitions"
@@ -112,8 +113,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     connect = tenants.add_parser(
         "connect", help="authorize a tenant's org through OAuth (callback on loopback)"
     )
-    connect.add_argument("tenant")
     connect.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds to wait for the callback"
+        "tenant", help="id of a tenant added with `routiine tenants add`"
+    )
+    connect.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the OAuth callback (default 300)",
     )
     connect.set_defaults(handler=cmd_tenants_connect)

@@ -25,7 +25,10 @@ from routiine_pipeline.storage.warehouse import open_database
 class TenantWarehouse(dg.ConfigurableResource):
     """The per-tenant DuckDB files under ROUTIINE_HOME/tenants."""
 
-    lock_wait_seconds: float = 30.0
+    # Model and score runs started by the automation sensor carry no
+    # routiine/tenant tag, so the run queue cannot keep them apart from a sync
+    # of the same tenant; they wait here for the sync to release the file.
+    lock_wait_seconds: float = 300.0
 
     @contextmanager
     def connect(

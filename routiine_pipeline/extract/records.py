@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from routiine_pipeline.salesforce.ids import is_valid_id, to_18_characters
 from routiine_pipeline.salesforce.schema import FieldSpec
 from routiine_pipeline.storage.raw_tables import column_name
 
@@ -44,11 +45,18 @@ def parse_datetime(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+# Every exception a malformed JSON value can raise while it is converted: one bad
+# value becomes NULL and a reported problem, never a failed pass.
+CONVERSION_ERRORS = (TypeError, ValueError, AttributeError, OverflowError)
+
+
 def convert_value(spec: FieldSpec, value: Any) -> Any:
     """Convert one JSON value to the Python value stored for the field's describe type."""
     if value is None:
         return None
     kind = spec.type
+    if kind in ("datetime", "date") and not isinstance(value, str):
+        raise ValueError(f"is not a {kind} string")
     if kind == "datetime":
         return parse_datetime(value)
     if kind == "date":
@@ -57,6 +65,8 @@ def convert_value(spec: FieldSpec, value: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise ValueError("is not a boolean")
+    if kind in ("currency", "double", "percent", "int") and isinstance(value, bool):
+        raise ValueError("is a boolean where a number was expected")
     if kind in ("currency", "double", "percent"):
         number = float(value)
         if not math.isfinite(number):
@@ -80,15 +90,18 @@ def convert_record(
     because such a row can neither be upserted nor windowed.
     """
     record_id = record.get("Id")
-    if not isinstance(record_id, str) or len(record_id) not in (15, 18):
+    if not isinstance(record_id, str) or not is_valid_id(record_id):
         raise ValueError(f"{sobject} record without a valid Id: {record_id!r}")
+    # Salesforce accepts both forms; storing the 18-character one keeps one row per record.
+    record_id = to_18_characters(record_id)
+    record = {**record, "Id": record_id}
     row: dict[str, Any] = {}
     problems: list[RecordProblem] = []
     for spec in fields:
         raw_value = record.get(spec.name)
         try:
             row[column_name(spec.name)] = convert_value(spec, raw_value)
-        except (TypeError, ValueError) as error:
+        except CONVERSION_ERRORS as error:
             if spec.name == "SystemModstamp":
                 raise ValueError(
                     f"{sobject} {record_id}: unreadable SystemModstamp {raw_value!r}"

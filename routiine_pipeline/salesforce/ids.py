@@ -68,3 +68,14 @@ def sobject_for_id(value: str) -> str | None:
         if value.startswith(prefix):
             return sobject
     return None
+
+
+def to_18_characters(value: str) -> str:
+    """Return the 18-character form of a 15- or 18-character Id.
+
+    >>> to_18_characters("006000000000001")
+    '006000000000001AAA'
+    """
+    if len(value) == 15:
+        return value + checksum_suffix(value)
+    return value

@@ -72,7 +72,9 @@ def check_salesforce_url(url: str, *, allow_loopback: bool) -> str:
             else ""
         )
         raise errors.UnsafeHostError(
-            f"refusing to send credentials to {parts.scheme}://{host}: not a Salesforce host{hint}"
+            f"refusing to send credentials to {url!r}: not a Salesforce host "
+            f"(expected https://login.salesforce.com, https://test.salesforce.com or "
+            f"https://NAME.my.salesforce.com){hint}"
         )
     if parts.path not in ("", "/"):
         raise errors.UnsafeHostError(
@@ -97,7 +99,7 @@ def login_url(org_type: str, my_domain: str | None = None) -> str:
         )
     if not my_domain:
         raise ValueError(
-            "a My Domain org needs its domain, for example acme or acme--uat.sandbox"
+            "a My Domain org needs its domain: pass --my-domain, for example --my-domain acme or --my-domain acme--uat.sandbox"
         )
     if not my_domain.isascii() or not my_domain.isprintable():
         raise ValueError(
