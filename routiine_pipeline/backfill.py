@@ -226,12 +226,9 @@ def _read_group(
     tenant: str, group: list[str], *, full_refresh: bool, run_start: datetime
 ) -> tuple[int, str | None]:
     """Read several closed months in one extract pass; return its API calls and a stop reason."""
-    from routiine_pipeline.control.store import load_tenant_mapping
     from routiine_pipeline.definitions import build_resources
     from routiine_pipeline.extract.cycle import CycleStoppedError, ExtractPass
-    from routiine_pipeline.extract.describe import load_describes
-    from routiine_pipeline.extract.plan import plan_fields
-    from routiine_pipeline.mapping import default_fields
+    from routiine_pipeline.extract.plan import plan_tenant_fields
 
     resources = build_resources()
     client, guard = resources["salesforce"].client(
@@ -240,16 +237,7 @@ def _read_group(
     sobjects = list(RAW_ASSET_KEYS)
     stopped = None
     with resources["warehouse"].connect(tenant) as conn:
-        mapping = load_tenant_mapping(tenant)
-        describes = load_describes(client, conn, sobjects)
-        plans = [
-            plan_fields(
-                name,
-                mapping.fields.get(name) or default_fields(name),
-                describes.get(name),
-            )
-            for name in sobjects
-        ]
+        plans = plan_tenant_fields(client, conn, tenant, sobjects)
         extract = ExtractPass(
             client, conn, tenant=tenant, settings=ExtractSettings(), run_start=run_start
         )

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from routiine_pipeline.control.store import load_tenant_mapping
 from routiine_pipeline.defs.partitions import tenant_month_partitions
 from routiine_pipeline.defs.resources import SalesforceConnection, TenantWarehouse
 from routiine_pipeline.extract.cycle import (
@@ -22,10 +21,9 @@ from routiine_pipeline.extract.deletes import (
     DeleteCheckOutcome,
     DeleteCheckSettings,
 )
-from routiine_pipeline.extract.describe import load_describes
-from routiine_pipeline.extract.plan import plan_fields
+from routiine_pipeline.extract.plan import plan_tenant_fields
 from routiine_pipeline.extract.windows import ExtractSettings, MonthWindow
-from routiine_pipeline.mapping import EXTRACT_OBJECTS, default_fields
+from routiine_pipeline.mapping import EXTRACT_OBJECTS
 from routiine_pipeline.salesforce.client import CallEvent
 from routiine_pipeline.salesforce.errors import (
     BudgetExhaustedError,
@@ -130,16 +128,7 @@ def salesforce_raw(
         with warehouse.connect(tenant) as conn:
             # Reads /limits only when the last usage reading is stale.
             guard.start_run(client)
-            mapping = load_tenant_mapping(tenant)
-            describes = load_describes(client, conn, selected)
-            plans = [
-                plan_fields(
-                    sobject,
-                    mapping.fields.get(sobject) or default_fields(sobject),
-                    describes.get(sobject),
-                )
-                for sobject in selected
-            ]
+            plans = plan_tenant_fields(client, conn, tenant, selected)
             extract = ExtractPass(
                 client,
                 conn,

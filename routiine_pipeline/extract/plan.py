@@ -96,3 +96,27 @@ def plan_fields(
                 f"{sobject}: describe has no {required} field, so the object cannot be synced incrementally"
             )
     return plan
+
+
+def plan_tenant_fields(
+    client, conn, tenant: str, sobjects: list[str]
+) -> list[FieldPlan]:
+    """Plan the fields of each sObject from the tenant's mapping and the org's describe.
+
+    Describe results come from the tenant's cache when fresh (one Composite call
+    fetches the stale ones), so planning usually costs no API call.
+    """
+    from routiine_pipeline.control.store import load_tenant_mapping
+    from routiine_pipeline.extract.describe import load_describes
+    from routiine_pipeline.mapping import default_fields
+
+    mapping = load_tenant_mapping(tenant)
+    describes = load_describes(client, conn, sobjects)
+    return [
+        plan_fields(
+            sobject,
+            mapping.fields.get(sobject) or default_fields(sobject),
+            describes.get(sobject),
+        )
+        for sobject in sobjects
+    ]
