@@ -5,6 +5,35 @@
 -- materialized: table
 -- partitioned_by: tenant
 -- blocking: true
+-- columns:
+--   deal_id: "Opportunity Id and Name"
+--   name: "Opportunity Id and Name"
+--   account_id: "AccountId and the live account's Name (NULL if the account is deleted)"
+--   account_name: "AccountId and the live account's Name (NULL if the account is deleted)"
+--   owner_id: "OwnerId and the user's Name"
+--   owner_name: "OwnerId and the user's Name"
+--   stage_name: "StageName as stored in Salesforce"
+--   canonical_stage: "the stage an alias points to, or stage_name"
+--   stage_category: "from map_stage, or the fallback"
+--   stage_order: "from map_stage, or the fallback"
+--   is_stage_mapped: "false when the fallback was used"
+--   amount: "current values; amount and close date may be NULL"
+--   close_date: "current values; amount and close date may be NULL"
+--   probability: "current values; amount and close date may be NULL"
+--   created_at: "CreatedDate"
+--   is_closed: "Salesforce's IsClosed and IsWon"
+--   is_won: "Salesforce's IsClosed and IsWon"
+--   engage_date: "Engage_Date__c and Product__c"
+--   product: "Engage_Date__c and Product__c"
+--   last_stage_change_at: "when the deal entered its current stage: the current visit in deal_stage_history, or created_at when history has no row for that stage"
+--   has_stage_history: "false when last_stage_change_at fell back to created_at"
+--   close_date_push_count: "history rows that moved the close date later"
+--   lead_source: "LeadSource and Type"
+--   opportunity_type: "LeadSource and Type"
+--   sf_momentum_score: "Momentum_Score__c and Next_Best_Action__c as Salesforce holds them now"
+--   sf_next_best_action: "Momentum_Score__c and Next_Best_Action__c as Salesforce holds them now"
+--   last_modified_at: "for telling the write-back's own edits apart"
+--   last_modified_by_id: "for telling the write-back's own edits apart"
 -- tests:
 --   unique: [deal_id]
 --   not_null: [deal_id, stage_category, stage_order, created_at]

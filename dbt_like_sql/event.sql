@@ -6,6 +6,19 @@
 -- materialized: table
 -- partitioned_by: tenant
 -- blocking: true
+-- columns:
+--   event_id: "Task or Event Id"
+--   source_object: "Task or Event"
+--   kind: "Task: the map_task_kind match; Event: map_settings.event_kind (default meeting)"
+--   deal_id: "WhatId when it is a live Opportunity (prefix 006), else NULL"
+--   account_id: "Task/Event AccountId, else a WhatId with prefix 001, else the deal's account"
+--   contact_id: "WhoId when it is a Contact (prefix 003); Lead ids give NULL"
+--   owner_id: "OwnerId and Subject"
+--   subject: "OwnerId and Subject"
+--   occurred_at: "Task: CompletedDateTime, else ActivityDate at 12:00 UTC, else CreatedDate. Event: StartDateTime, else CreatedDate"
+--   direction: "calls: CallType Inbound or Internal, else outbound; emails: inbound when Type or TaskSubtype matches the inbound email pattern, else outbound; meetings: two_way; other kinds: unknown"
+--   duration_seconds: "CallDurationInSeconds; for Events DurationInMinutes x 60 or End - Start"
+--   is_open_task: "a Task not yet completed (neither IsClosed nor CompletedDateTime); false for Events"
 -- tests:
 --   unique: [event_id]
 --   not_null: [event_id, source_object, kind, occurred_at, direction]
