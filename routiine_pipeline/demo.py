@@ -80,7 +80,7 @@ def _connect(emulator_url: str, instance: dg.DagsterInstance) -> None:
         response.raise_for_status()
         tenant = callback.wait(timeout=30)
     _step(
-        f"Tenant {TENANT} connected ({tenant.status}); tokens stored encrypted in the control store"
+        f"Tenant {TENANT} is {tenant.status}; its tokens are stored encrypted in the control store"
     )
 
 
@@ -92,7 +92,7 @@ def _verify_connection(instance: dg.DagsterInstance) -> None:
     client, guard = resources["salesforce"].client(TENANT, run_id=None, phase="connect")
     limits = client.limits()["DailyApiRequests"]
     _step(
-        f"Org API usage {limits['Max'] - limits['Remaining']}/{limits['Max']} calls in the last 24 hours"
+        f"Org API usage: {limits['Max'] - limits['Remaining']:,} of {limits['Max']:,} daily calls used"
     )
 
 
