@@ -1,4 +1,4 @@
-"""The Dagster instance the CLI works on, with an error that says how to pick it."""
+"""The Dagster instance the CLI works on, and the error that explains how to choose it."""
 
 from __future__ import annotations
 
