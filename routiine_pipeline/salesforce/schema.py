@@ -319,12 +319,10 @@ OPPORTUNITY_HISTORY = SObjectSchema(
     ),
 )
 
-TASK = SObjectSchema(
-    "Task",
-    "Task",
-    "00T",
-    _system_fields()
-    + (
+
+def _activity_fields() -> tuple[FieldSpec, ...]:
+    """System fields plus the fields that Task and Event share: subject, who, what and owner."""
+    return _system_fields() + (
         FieldSpec("Subject", "combobox", "Subject", 255),
         FieldSpec("WhoId", "reference", "Name ID", 18, reference_to=("Contact",)),
         FieldSpec(
@@ -344,6 +342,15 @@ TASK = SObjectSchema(
             createable=False,
         ),
         FieldSpec("OwnerId", "reference", "Assigned To ID", 18, reference_to=("User",)),
+    )
+
+
+TASK = SObjectSchema(
+    "Task",
+    "Task",
+    "00T",
+    _activity_fields()
+    + (
         FieldSpec("ActivityDate", "date", "Due Date Only"),
         FieldSpec(
             "Status",
@@ -386,27 +393,8 @@ EVENT = SObjectSchema(
     "Event",
     "Event",
     "00U",
-    _system_fields()
+    _activity_fields()
     + (
-        FieldSpec("Subject", "combobox", "Subject", 255),
-        FieldSpec("WhoId", "reference", "Name ID", 18, reference_to=("Contact",)),
-        FieldSpec(
-            "WhatId",
-            "reference",
-            "Related To ID",
-            18,
-            reference_to=("Opportunity", "Account"),
-        ),
-        FieldSpec(
-            "AccountId",
-            "reference",
-            "Account ID",
-            18,
-            reference_to=("Account",),
-            updateable=False,
-            createable=False,
-        ),
-        FieldSpec("OwnerId", "reference", "Assigned To ID", 18, reference_to=("User",)),
         FieldSpec("StartDateTime", "datetime", "Start Date Time"),
         FieldSpec("EndDateTime", "datetime", "End Date Time"),
         FieldSpec("DurationInMinutes", "int", "Duration", precision=8),
