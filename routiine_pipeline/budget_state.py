@@ -147,7 +147,7 @@ def apply_decision(
 ) -> bool:
     """Store the decision; on a change of mode, add a history row and notify once.
 
-    The state row is updated only where it still holds the old mode, so two
+    The state row is updated only where it still contains the old mode, so two
     ticks deciding the same change at once notify once.
     """
     state = budget_tables.budget_state

@@ -1,10 +1,10 @@
 """`routiine demo`: the whole main job on the bundled demo org, end to end.
 
-Starts the emulator with the demo org, adds and connects tenant `demo`
-through the OAuth web-server flow, backfills its history through Dagster,
-builds the models and scores, writes scores back, then lets the emulator
-change some records, runs one incremental cycle, its write-back and a quiet
-cycle, and prints a summary.
+The demo starts the emulator with the demo org and connects tenant `demo`
+through the OAuth web-server flow. It backfills the tenant's history through
+Dagster, builds the models and scores, and writes the scores back. Then the
+emulator changes some records, and the demo runs one incremental cycle, its
+write-back and a quiet cycle before it prints a summary.
 """
 
 from __future__ import annotations

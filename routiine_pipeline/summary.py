@@ -113,6 +113,7 @@ def render(summary: dict) -> str:
         f"Summary for tenant {summary['tenant']} ({summary['elapsed_seconds']} s)",
         "",
     ]
+
     lines.append("Rows per table:")
     for table, counts in summary["rows"].items():
         extra = (
@@ -120,9 +121,11 @@ def render(summary: dict) -> str:
         )
         lines.append(f"  {table:<26} {counts['rows']:>8,}{extra}")
     lines.append("")
+
     lines.append("Watermarks (newest SystemModstamp committed):")
     for sobject, mark in summary["watermarks"].items():
         lines.append(f"  {sobject:<20} {mark}")
+
     calls = summary["api_calls"]
     lines.append("")
     usage = calls["org_usage"]
@@ -136,6 +139,7 @@ def render(summary: dict) -> str:
         lines.append(f"  {phase:<12} {count}")
     lines.append(f"  counted by the emulator: {calls['total_counted_by_emulator']}")
     lines.append("")
+
     lines.append("Top deals by momentum:")
     for deal in summary["top_deals"]:
         amount = (
@@ -150,6 +154,7 @@ def render(summary: dict) -> str:
             lines.append(f"         - {factor}")
         lines.append(f"         next: {deal['next_best_action']}")
     lines.append("")
+
     written = summary["scores_written_back"]
     lines.append(
         "Scores written back: "

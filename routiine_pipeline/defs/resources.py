@@ -27,7 +27,7 @@ class TenantWarehouse(dg.ConfigurableResource):
 
     # Model and score runs started by the automation sensor carry no
     # routiine/tenant tag, so the run queue cannot keep them apart from a sync
-    # of the same tenant; they wait here for the sync to release the file.
+    # of the same tenant. They wait here until the sync releases the file.
     lock_wait_seconds: float = 300.0
 
     @contextmanager

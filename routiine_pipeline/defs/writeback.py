@@ -37,7 +37,7 @@ class WritebackConfig(dg.Config):
     base_backoff_seconds: float = 60.0
     """Wait before the first retry of a failed record; it doubles per attempt."""
     max_backoff_seconds: float = 3600.0
-    """Longest wait between two attempts of one record."""
+    """Maximum wait between two attempts of one record."""
     max_permanent_attempts: int = 2
     """Attempts for a permanent failure (validation rule, access, invalid field) before it is alerted."""
     alert_after: int = 3

@@ -156,7 +156,7 @@ def describe_sobject(org: Org, schema: SObjectSchema, version: str) -> dict[str,
 
 
 def describe_global(org: Org, version: str) -> dict[str, Any]:
-    """Build the GET /sobjects/ result: one summary per object the org knows."""
+    """Build the GET /sobjects/ result: one summary per object in the org."""
     summaries = []
     for schema in org.schemas.values():
         full = describe_sobject(org, schema, version)

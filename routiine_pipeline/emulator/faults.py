@@ -17,7 +17,7 @@ REQUEST_FAULT_KINDS = frozenset(
         "invalid_session",  # 401 INVALID_SESSION_ID, as if the access token expired
         "invalid_query_locator",  # 400 INVALID_QUERY_LOCATOR, only on nextRecordsUrl requests
         "drop_connection",  # close the socket without sending a response
-        "delay",  # sleep `seconds`, then answer normally
+        "delay",  # sleep `seconds`, then respond normally
         "skip_page",  # the next query page's nextRecordsUrl skips one page of records
     }
 )

@@ -31,7 +31,7 @@ class Org(RecycleBinMixin, OrgControlMixin, FieldSecurityMixin):
     """Records and org-wide state of one emulated org, safe to share between server threads.
 
     Stored values are str, float, int, bool, None, `datetime.date` or aware UTC
-    `datetime`. Every method that touches records holds `self.lock`. Reads return
+    `datetime`. Every method that touches records acquires `self.lock`. Reads return
     copies, so callers may change them freely.
     """
 
@@ -156,7 +156,7 @@ class Org(RecycleBinMixin, OrgControlMixin, FieldSecurityMixin):
     def late_commit(
         self, sobject: str, values: dict[str, Any], *, stamp: datetime
     ) -> str:
-        """Make a record visible now whose stamps say `stamp`, as a slow transaction would.
+        """Make a record visible now stamped with `stamp`, as a slow transaction would.
 
         Salesforce sets SystemModstamp when a transaction starts its write, so a
         long transaction can commit rows stamped earlier than rows already read.

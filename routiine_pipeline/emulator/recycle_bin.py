@@ -42,7 +42,7 @@ class RecycleBinMixin:
         self._purged_ids: set[str] = set()
         # child Id -> parent Id, for activities deleted together with their Opportunity
         self._cascaded_from: dict[str, str] = {}
-        # per sObject: the delete log holds nothing older than this instant
+        # per sObject: the delete log contains nothing older than this instant
         self._delete_log_floor: dict[str, datetime] = {}
 
     if TYPE_CHECKING:  # provided by Org
@@ -144,7 +144,7 @@ class RecycleBinMixin:
         """Drop delete-log entries older than `before`, as Salesforce's cleanup job does.
 
         /deleted then reports an earliestDateAvailable of at least `before`, which
-        tells a client that it must resynchronise the object in full.
+        signals to a client that it must resynchronise the object in full.
         """
         with self.lock:
             before = to_utc_millis(before)

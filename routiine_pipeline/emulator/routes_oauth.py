@@ -36,7 +36,7 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 @dataclass(frozen=True)
 class OAuthClient:
-    """The one connected app the emulator knows: its consumer key, secret and callback URLs."""
+    """The one connected app the emulator accepts: its consumer key, secret and callback URLs."""
 
     client_id: str
     client_secret: str

@@ -178,7 +178,7 @@ class TokenStore:
             return Grant(access, refresh, scope)
 
     def refresh(self, refresh_token: str, client_id: str) -> Grant:
-        """Issue a new access token from a refresh token, rotating it when the org says so."""
+        """Issue a new access token from a refresh token, rotating it when the org is set to rotate them."""
         with self._lock:
             entry = self._refresh.get(refresh_token)
             if (

@@ -3,9 +3,9 @@
 Each sObject gets one `queryAll` over its SystemModstamp window (queryAll so
 soft-deleted rows arrive as tombstones). Up to five queries, first pages or
 follow-up `nextRecordsUrl` pages, travel in one Composite request, which
-Salesforce counts as one API call. Rows are committed page by page; an
-sObject's watermark moves only with its last page, after the number of
-records received has been checked against `totalSize`.
+Salesforce counts as one API call. Rows are committed page by page. An
+sObject's watermark moves only with its last page, once the number of
+records received matches `totalSize`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Describe results, fetched in one Composite call and cached in the tenant's DuckDB file.
 
-Field lists change rarely, and each describe is an API call, so results are
-reused for a day; a run that finds a cached result older than that fetches
-every stale describe again in one request.
+Field lists change rarely and each describe is an API call, so results are
+reused for a day. A run that finds older cached results fetches every stale
+describe again in one request.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ def window_query(
 ) -> str:
     """Build the incremental query of one sObject over a SystemModstamp window.
 
-    The lower bound is inclusive (`>=`) so records sharing a timestamp with
-    the watermark are read again rather than skipped; ordering by
-    SystemModstamp and then Id makes pages deterministic.
+    The lower bound is inclusive (`>=`), so records sharing a timestamp with
+    the watermark are read again rather than skipped. Ordering by
+    SystemModstamp and then Id makes the pages deterministic.
     """
     selected = list(dict.fromkeys(["Id", "SystemModstamp", "IsDeleted", *fields]))
     conditions = []

@@ -96,7 +96,7 @@ def format_next_best_action(
     """Build the Next_Best_Action__c text, at most 255 characters.
 
     The text names the action and a reason that stays the same while the
-    deal's situation does: day counts that grow every day are left out,
+    deal's situation does. Day counts that grow every day are left out,
     because each change of this field is a write to Salesforce (and a new
     SystemModstamp on the Opportunity). The score has its own field, and the
     detailed factors stay in the `momentum_score` table.

@@ -144,7 +144,7 @@ def commit_rows(
 
 def _frame(rows, columns, window_of_row, now) -> pd.DataFrame:
     # Within one batch a record can appear twice (changed while its query was
-    # paged): keep its newest version so the upsert sees each Id once.
+    # paged): keep its newest version so the upsert receives each Id once.
     newest: dict[str, dict[str, Any]] = {}
     for row in rows:
         current = newest.get(row["id"])

@@ -1,4 +1,4 @@
-"""Opening a tenant's DuckDB file, with a bounded wait when another process holds it.
+"""Opening a tenant's DuckDB file, with a bounded wait while another process has it open.
 
 DuckDB lets one process at a time open a file read-write. Runs of one tenant
 are serialized by a run-queue limit, so a lock held here means a stray

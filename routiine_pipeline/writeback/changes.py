@@ -96,7 +96,7 @@ def pending_changes(conn: duckdb.DuckDBPyConnection) -> list[Change]:
             desired["Momentum_Score__c"],
             action,
         )
-        # The extracted value only tells about edits when it was read after our write.
+        # The extracted value only shows an edit when it was read after our write.
         seen_after_write = never_written or (
             modstamp is not None and modstamp > written_at
         )

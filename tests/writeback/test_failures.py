@@ -248,7 +248,7 @@ def test_sensor_fires_for_due_retries(world):
     ids = load_opportunities(world, 2)
     set_scores(world, {deal: (45, "Qualify") for deal in ids})
     world.org.inject_record_fault(ids[0], *LOCK)
-    # The emulator's clock stands in 2024, so a retry due one second later is due by the wall clock.
+    # The emulator's clock is set in 2024, so a retry due one second later is due by the wall clock.
     write_back(world, run_id="c1", retry=FAST)
     calls = world.org.data_api_calls
     with dg.instance_for_test() as instance:
