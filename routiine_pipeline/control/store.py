@@ -62,6 +62,7 @@ class Tenant:
     status_reason: str | None
     interval_minutes: int
     last_sync_at: datetime | None
+    last_requested_at: datetime | None
     connected_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -299,6 +300,7 @@ def _tenant_from_row(row) -> Tenant:
         status_reason=row["status_reason"],
         interval_minutes=row["interval_minutes"],
         last_sync_at=_aware(row["last_sync_at"]),
+        last_requested_at=_aware(row["last_requested_at"]),
         connected_at=_aware(row["connected_at"]),
         created_at=_aware(row["created_at"]),
         updated_at=_aware(row["updated_at"]),

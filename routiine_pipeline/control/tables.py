@@ -20,7 +20,10 @@ tenants = sa.Table(
     sa.Column("status_reason", sa.Text),
     sa.Column("interval_minutes", sa.Integer, nullable=False, default=15),
     sa.Column("mapping_json", sa.Text),
+    # When the last sync run succeeded, shown to users.
     sa.Column("last_sync_at", sa.DateTime(timezone=True)),
+    # When the schedule last requested a run; the next is due an interval later.
+    sa.Column("last_requested_at", sa.DateTime(timezone=True)),
     sa.Column("connected_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -46,7 +46,7 @@ def due_tenants(
 
     For each connected tenant the API budget first chooses its interval from the
     latest usage reading in the ledger (control store only, no Salesforce call).
-    With `mark_requested`, each due tenant's `last_sync_at` becomes `now`.
+    With `mark_requested`, each due tenant's `last_requested_at` becomes `now`.
     """
     budget = budget or ApiBudget(control=ControlPlane())
     store = open_control_store(settings.control_store_url())
@@ -79,7 +79,8 @@ def due_tenants(
         )
         apply_decision(store, tenant.tenant_id, decision, at=now)
         interval = timedelta(minutes=decision.interval_minutes)
-        next_at = tenant.last_sync_at + interval if tenant.last_sync_at else now
+        last = tenant.last_requested_at
+        next_at = last + interval if last else now
         if next_at > now + DUE_TOLERANCE:
             what = (
                 "paused by the API budget, next usage check"
@@ -93,7 +94,7 @@ def due_tenants(
             continue
         due.append(tenant.tenant_id)
         if mark_requested:
-            store.update_tenant(tenant.tenant_id, last_sync_at=now)
+            store.update_tenant(tenant.tenant_id, last_requested_at=now)
     return due, skipped
 
 

@@ -100,7 +100,7 @@ def test_repeated_tick_notifies_once(world):
 
 def test_schedule_skip_names_tenant(world):
     _reading(world, 11_000, START - timedelta(minutes=1))
-    world.store.update_tenant(TENANT, last_sync_at=START)
+    world.store.update_tenant(TENANT, last_requested_at=START)
     budget = ApiBudget(control=ControlPlane())
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
@@ -119,7 +119,7 @@ def test_schedule_skip_names_tenant(world):
 
 
 def test_schedule_requests_due_tenant(world):
-    world.store.update_tenant(TENANT, last_sync_at=START)
+    world.store.update_tenant(TENANT, last_requested_at=START)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
         with dg.build_schedule_context(
@@ -129,7 +129,10 @@ def test_schedule_requests_due_tenant(world):
         ) as context:
             result = tenant_sync_schedule(context)
     assert [request.tags["routiine/tenant"] for request in result] == [TENANT]
-    assert world.store.get_tenant(TENANT).last_sync_at == START + timedelta(minutes=15)
+    assert world.store.get_tenant(TENANT).last_requested_at == START + timedelta(
+        minutes=15
+    )
+    assert world.store.get_tenant(TENANT).last_sync_at is None
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -77,6 +77,7 @@ def test_old_schema_upgraded(tmp_path):
     tenant = store.get_tenant("old")
     assert tenant.my_domain is None
     assert tenant.connected_at is None
+    assert tenant.last_requested_at is None
     assert tenant.status == "connected"
 
 
