@@ -12,7 +12,7 @@ from routiine_pipeline.control.store import open_control_store
 from routiine_pipeline.storage.warehouse import open_database
 
 MODEL_TABLES = ("deal", "event", "deal_stage_history", "momentum_score")
-PHASES = ("connect", "backfill", "writeback", "incremental", "quiet")
+PHASES = ("connect", "backfill", "incremental", "quiet", "writeback")
 
 
 def build_summary(
@@ -136,7 +136,8 @@ def render(summary: dict) -> str:
     )
     lines.append(f"API calls spent: {calls['total_counted_by_budget']}{limit}")
     for phase, count in calls["by_phase"].items():
-        lines.append(f"  {phase:<12} {count}")
+        label = "writeback (all cycles)" if phase == "writeback" else phase
+        lines.append(f"  {label:<24} {count}")
     lines.append(f"  counted by the emulator: {calls['total_counted_by_emulator']}")
     lines.append("")
 
