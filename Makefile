@@ -21,12 +21,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@cp -n deploy/dagster-local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	$(BIN)/routiine demo
 
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@cp -n deploy/dagster-local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Debian's Chromium and ChromeDriver for the connect-page browser test; apt runs only when they are missing.

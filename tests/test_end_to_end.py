@@ -30,7 +30,7 @@ def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster-local.yaml", dagster_home / "dagster.yaml")
     saved = dict(os.environ)
     os.environ.update(
         {"DAGSTER_HOME": str(dagster_home), "ROUTIINE_HOME": str(root / "home")}

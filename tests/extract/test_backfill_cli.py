@@ -49,7 +49,7 @@ def _org_records() -> dict[str, list[dict]]:
 def backfill_env(tmp_path, routiine_home, monkeypatch):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster-local.yaml", dagster_home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     client_secret = secrets.token_urlsafe(16)
     for name, value in oauth_environment(client_secret).items():
@@ -242,7 +242,7 @@ def test_invalid_requests_rejected(backfill_env, capsys, arguments, message):
 def test_partition_tags_of_backfill_runs():
     """Runs that Dagster creates per partition (UI backfills too) carry the tenant only as a partition tag.
 
-    The tag limit on `routiine/tenant` in deploy/dagster.yaml therefore covers
+    The tag limit on `routiine/tenant` in deploy/dagster-local.yaml therefore covers
     the CLI's runs and the schedule's runs, but not the runs of a backfill
     launched from the asset page.
     """
