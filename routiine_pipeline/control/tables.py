@@ -81,3 +81,14 @@ notifications = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
 )
+
+# Who holds each tenant's writer lease (storage/lease.py), for the message a
+# waiting worker logs. The lock itself is a PostgreSQL advisory lock; a row
+# left by a worker that died is replaced by the next holder.
+warehouse_leases = sa.Table(
+    "warehouse_leases",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -19,26 +19,52 @@ from routiine_pipeline.control.vault import TokenVault, load_keys
 from routiine_pipeline.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
 from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
 from routiine_pipeline.salesforce.oauth import OAuthApp, check_salesforce_url
+from routiine_pipeline.storage.lease import (
+    default_holder,
+    hold_tenant_lease,
+    lease_required,
+)
 from routiine_pipeline.storage.warehouse import open_database
 
 
 class TenantWarehouse(dg.ConfigurableResource):
-    """The per-tenant DuckDB files under ROUTIINE_HOME/tenants."""
+    """The per-tenant DuckDB files under ROUTIINE_HOME/tenants.
+
+    When the control store is PostgreSQL, run workers may sit on several
+    machines that share the files over a network volume, so each open first
+    takes the tenant's writer lease (storage/lease.py). The lease is checked
+    again before the file is closed, so a worker that lost it fails its run.
+    """
 
     # Model and score runs started by the automation sensor carry no
     # routiine/tenant tag, so the run queue cannot keep them apart from a sync
     # of the same tenant. They wait here until the sync releases the file.
     lock_wait_seconds: float = 300.0
+    control_url: str = ""
+    """Control-store URL that decides whether a lease is needed; ROUTIINE_CONTROL_URL when empty."""
 
     @contextmanager
     def connect(
-        self, tenant: str, *, read_only: bool = False
+        self, tenant: str, *, read_only: bool = False, holder: str | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the tenant's DuckDB file; `holder` (a run id) names this worker in the lease table."""
         path = settings.tenant_database_path(tenant)
-        with open_database(
-            path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
-        ) as connection:
-            yield connection
+        control_url = self.control_url or settings.control_store_url()
+        if not lease_required(control_url):
+            with open_database(
+                path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
+            ) as connection:
+                yield connection
+            return
+        label = f"run {holder} on {default_holder()}" if holder else None
+        with hold_tenant_lease(
+            control_url, tenant, holder=label, wait_seconds=self.lock_wait_seconds
+        ) as lease:
+            with open_database(
+                path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
+            ) as connection:
+                yield connection
+                lease.check()
 
 
 class ControlPlane(dg.ConfigurableResource):
