@@ -20,7 +20,11 @@ BUSY_TIMEOUT_SECONDS = 30
 def create_control_engine(url: str) -> sa.Engine:
     """Create the engine for `url`, with WAL mode and a busy timeout on SQLite."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, future=True, pool_pre_ping=True)
+        parsed = sa.make_url(url)
+        if parsed.drivername in ("postgres", "postgresql"):
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the project installs psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+        return sa.create_engine(parsed, future=True, pool_pre_ping=True)
     engine = sa.create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, future=True
     )
