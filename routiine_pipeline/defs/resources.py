@@ -32,14 +32,17 @@ class TenantWarehouse(dg.ConfigurableResource):
 
     When the control store is PostgreSQL, run workers may sit on several
     machines that share the files over a network volume, so each open first
-    takes the tenant's writer lease (storage/lease.py). The lease is checked
-    again before the file is closed, so a worker that lost it fails its run.
+    takes the tenant's writer lease (storage/lease.py). A watchdog checks the
+    lease while the file is open and interrupts DuckDB if it was lost, and a
+    last check before closing fails the run of a worker that lost it.
     """
 
     # Model and score runs started by the automation sensor carry no
     # routiine/tenant tag, so the run queue cannot keep them apart from a sync
     # of the same tenant. They wait here until the sync releases the file.
     lock_wait_seconds: float = 300.0
+    lease_check_seconds: float = 10.0
+    """Seconds between checks that this worker still holds the tenant's writer lease."""
     control_url: str = ""
     """Control-store URL that decides whether a lease is needed; ROUTIINE_CONTROL_URL when empty."""
 
@@ -63,7 +66,13 @@ class TenantWarehouse(dg.ConfigurableResource):
             with open_database(
                 path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
             ) as connection:
-                yield connection
+                with lease.watch(self.lease_check_seconds, connection.interrupt):
+                    try:
+                        yield connection
+                    except duckdb.InterruptException as error:
+                        if lease.lost is not None:
+                            raise lease.lost from error
+                        raise
                 lease.check()
 
 

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 # First key of the two-key advisory lock form, so these locks never meet
 # advisory locks that other code takes in the same database ("RTWL").
 LOCK_NAMESPACE = 0x5254574C
+
+# Idle seconds before the first probe, seconds between probes, and probes
+# lost before the server drops the connection (and the lock): about 60 s.
+KEEPALIVE_SETTINGS = {
+    "tcp_keepalives_idle": 30,
+    "tcp_keepalives_interval": 10,
+    "tcp_keepalives_count": 3,
+}
 
 
 class WarehouseLeaseError(RuntimeError):
@@ -56,43 +65,88 @@ def default_holder() -> str:
 
 def lease_required(control_url: str) -> bool:
     """Tell whether runs must take the PostgreSQL lease before opening a tenant file."""
-    return control_url.startswith("postgresql")
+    return control_url.startswith(("postgresql", "postgres:"))
 
 
 class TenantLease:
-    """A held lease: the connection that owns the advisory lock."""
+    """A held lease: the connection that owns the advisory lock.
+
+    `check` and the watchdog of `watch` share the connection, so a lock
+    serializes their use of it.
+    """
 
     def __init__(self, tenant: str, connection: sa.Connection, holder: str) -> None:
         self.tenant = tenant
         self.holder = holder
         self._connection = connection
+        self._guard = threading.Lock()
+        self.lost: WarehouseLeaseError | None = None
 
     def check(self) -> None:
         """Raise WarehouseLeaseError unless the lock's connection is still alive and owns it."""
+        if self.lost is not None:
+            raise self.lost
         try:
-            held = self._connection.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = :namespace AND objid = :key AND objsubid = 2 "
-                    "AND pid = pg_backend_pid() AND granted"
-                ),
-                {
-                    "namespace": LOCK_NAMESPACE,
-                    # pg_locks shows the keys as unsigned oids.
-                    "key": tenant_lock_key(self.tenant) & 0xFFFFFFFF,
-                },
-            ).scalar_one()
-        except sa.exc.DBAPIError as error:
-            raise WarehouseLeaseError(
+            with self._guard:
+                held = self._connection.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND classid = :namespace AND objid = :key AND objsubid = 2 "
+                        "AND pid = pg_backend_pid() AND granted"
+                    ),
+                    {
+                        "namespace": LOCK_NAMESPACE,
+                        # pg_locks shows the keys as unsigned oids.
+                        "key": tenant_lock_key(self.tenant) & 0xFFFFFFFF,
+                    },
+                ).scalar_one()
+                self._connection.commit()
+        except sa.exc.SQLAlchemyError as error:
+            reason = type(getattr(error, "orig", None) or error).__name__
+            self.lost = WarehouseLeaseError(
                 f"tenant {self.tenant}: the writer lease's database connection failed "
-                f"({type(error.orig).__name__}), so another worker may have taken the file. "
+                f"({reason}), so another worker may have taken the file. "
                 "Rerun the run; its writes are idempotent."
-            ) from None
+            )
+            raise self.lost from None
         if not held:
-            raise WarehouseLeaseError(
+            self.lost = WarehouseLeaseError(
                 f"tenant {self.tenant}: this worker no longer holds the writer lease. "
                 "Rerun the run; its writes are idempotent."
             )
+            raise self.lost
+
+    @contextmanager
+    def watch(
+        self, every_seconds: float, on_lost: Callable[[], None]
+    ) -> Iterator[None]:
+        """Check the lease every `every_seconds` in a thread, calling `on_lost` once if it is gone.
+
+        The caller passes DuckDB's `interrupt`, so a worker that lost its
+        lease stops its running query instead of writing beside the new holder.
+        """
+        stop = threading.Event()
+
+        def _watch() -> None:
+            while not stop.wait(every_seconds):
+                try:
+                    self.check()
+                except WarehouseLeaseError:
+                    log.error(
+                        "Tenant %s: writer lease lost, interrupting DuckDB", self.tenant
+                    )
+                    on_lost()
+                    return
+
+        thread = threading.Thread(
+            target=_watch, name=f"lease-watch-{self.tenant}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def _current_holder(engine: sa.Engine, tenant: str) -> str:
@@ -126,6 +180,7 @@ def hold_tenant_lease(
     key = tenant_lock_key(tenant)
     connection = engine.connect()
     try:
+        _detect_dead_peer_quickly(connection)
         deadline = time.monotonic() + wait_seconds
         delay = 0.2
         waited = False
@@ -172,6 +227,19 @@ def hold_tenant_lease(
                 )
     finally:
         connection.close()
+
+
+def _detect_dead_peer_quickly(connection: sa.Connection) -> None:
+    """Make the server notice a vanished worker within about a minute.
+
+    A pod on a lost node closes no socket, so without keepalives the server
+    would keep its lock for the operating system's default of two hours.
+    These are per-session settings that any user may change; over a Unix
+    socket PostgreSQL ignores them.
+    """
+    for name, seconds in KEEPALIVE_SETTINGS.items():
+        connection.execute(sa.text(f"SET {name} = {seconds}"))
+    connection.commit()
 
 
 def _record_holder(engine: sa.Engine, tenant: str, holder: str) -> None:

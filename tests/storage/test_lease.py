@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def _start_holder(control_url: str, tenant: str, holder: str, tmp_path: Path):
     return process
 
 
-def test_lease_is_used_only_with_a_postgres_control_store():
+def test_lease_only_for_postgres():
     assert lease_required("postgresql+psycopg2://db/routiine")
     assert not lease_required("sqlite:////var/lib/routiine/control.db")
 
@@ -68,9 +69,7 @@ def test_lock_keys_are_stable_and_signed_32_bit():
         assert -(2**31) <= tenant_lock_key(tenant) < 2**31
 
 
-def test_second_worker_waits_and_gets_the_holders_name(
-    shared_volume, postgres_url, tmp_path
-):
+def test_second_worker_waits_then_fails(shared_volume, postgres_url, tmp_path):
     holder = _start_holder(postgres_url, "acme", "pod-a", tmp_path)
     try:
         warehouse = TenantWarehouse(lock_wait_seconds=1.0)
@@ -131,7 +130,7 @@ def test_holder_row_is_cleared_on_release(shared_volume, postgres_url):
     engine.dispose()
 
 
-def test_lost_lease_fails_the_worker_before_it_closes(shared_volume, postgres_url):
+def test_lost_lease_fails_the_worker(shared_volume, postgres_url):
     """A worker whose lease connection was cut must not finish as if it still owned the file."""
     engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with pytest.raises(
@@ -168,3 +167,38 @@ def test_sqlite_control_store_takes_no_lease(routiine_home):
             == 0
         )
     control.dispose()
+
+
+def _terminate_lease_session(postgres_url: str, tenant: str) -> list:
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND classid = :namespace "
+                    "AND objid = :key AND objsubid = 2"
+                ),
+                {
+                    "namespace": LOCK_NAMESPACE,
+                    "key": tenant_lock_key(tenant) & 0xFFFFFFFF,
+                },
+            ).fetchall()
+    finally:
+        engine.dispose()
+
+
+def test_watchdog_interrupts_query_on_loss(shared_volume, postgres_url):
+    """A worker that loses its lease mid-query stops writing within a check interval."""
+    warehouse = TenantWarehouse(lease_check_seconds=0.5)
+    timer = threading.Timer(1.0, _terminate_lease_session, args=(postgres_url, "acme"))
+    started = time.monotonic()
+    with pytest.raises(WarehouseLeaseError, match="tenant acme"):
+        with warehouse.connect("acme", holder="run-1") as conn:
+            timer.start()
+            # Runs for minutes unless interrupted.
+            conn.execute(
+                "SELECT count(*) FROM range(100000000000) AS r(i) WHERE i % 7 = 3"
+            ).fetchall()
+    timer.join()
+    assert time.monotonic() - started < 10
