@@ -125,10 +125,7 @@ def postgres_dagster_home(
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    # dagster-postgres takes a plain libpq URL, without SQLAlchemy's driver suffix.
-    monkeypatch.setenv(
-        "DAGSTER_PG_URL", url.replace("postgresql+psycopg2", "postgresql")
-    )
+    monkeypatch.setenv("DAGSTER_PG_URL", url)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     yield home
     postgres_server.drop_database(sa.make_url(url).database)

@@ -14,29 +14,55 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from routiine_pipeline import settings
+from routiine_pipeline.demo import DemoResult
 from routiine_pipeline.storage.warehouse import open_database
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT_TASK_KINDS = {("Call", "Call"), ("Email", "Email")}
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
+class DemoRun(NamedTuple):
+    result: DemoResult
+    root: Path
+    records: list[logging.LogRecord]
+    backend: str
+    # SQLAlchemy URLs of the PostgreSQL databases, empty on the SQLite backend.
+    control_url: str
+    dagster_url: str
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_run(request, tmp_path_factory):
+    """Run the demo once per backend: SQLite files, or the Dagster instance and control store on PostgreSQL."""
+    backend = request.param
+    root = tmp_path_factory.mktemp(f"demo_{backend}")
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster-local.yaml", dagster_home / "dagster.yaml")
     saved = dict(os.environ)
     os.environ.update(
         {"DAGSTER_HOME": str(dagster_home), "ROUTIINE_HOME": str(root / "home")}
     )
     os.environ.pop("ROUTIINE_CONTROL_URL", None)
     os.environ.pop("ROUTIINE_VAULT_KEYS", None)
+    control_url = dagster_url = ""
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        control_url = server.create_database("routiine_control")
+        dagster_url = server.create_database("routiine_dagster")
+        shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+        os.environ["ROUTIINE_CONTROL_URL"] = control_url
+        os.environ["DAGSTER_PG_URL"] = dagster_url
+    else:
+        shutil.copy(
+            REPO / "deploy" / "dagster-local.yaml", dagster_home / "dagster.yaml"
+        )
     from routiine_pipeline.control.store import open_control_store
 
     open_control_store.cache_clear()
@@ -49,7 +75,7 @@ def demo_run(tmp_path_factory):
         from routiine_pipeline.demo import run_demo
 
         result = run_demo(summary_json=root / "summary.json")
-        yield result, root, capture.records
+        yield DemoRun(result, root, capture.records, backend, control_url, dagster_url)
     finally:
         logging.getLogger().removeHandler(capture)
         os.environ.clear()
@@ -63,7 +89,7 @@ def _query(sql: str, tenant: str = "demo"):
 
 
 def test_deal_rows_equal_live_opportunities(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     live = {record["Id"] for record in result.org.records("Opportunity")}
     deals = {row[0] for row in _query("SELECT deal_id FROM deal")}
     assert deals == live
@@ -71,7 +97,7 @@ def test_deal_rows_equal_live_opportunities(demo_run):
 
 
 def test_event_rows_equal_kept_activities(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     kept_tasks = {
         record["Id"]
         for record in result.org.records("Task")
@@ -84,7 +110,7 @@ def test_event_rows_equal_kept_activities(demo_run):
 
 
 def test_moved_stages_visible_after_cycle(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     moved = result.changes["advanced"] + [result.changes["closed_won"]]
     stages = dict(_query("SELECT deal_id, stage_name FROM deal"))
     for change in moved:
@@ -92,7 +118,7 @@ def test_moved_stages_visible_after_cycle(demo_run):
 
 
 def test_deleted_opportunity_gone_from_models(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     deleted_id = result.changes["deleted"]["Id"]
     assert _query(f"SELECT count(*) FROM deal WHERE deal_id = '{deleted_id}'") == [(0,)]
     assert _query(
@@ -111,7 +137,7 @@ def test_deleted_opportunity_gone_from_models(demo_run):
 
 
 def test_written_values_present_in_salesforce(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     state = _query(
         "SELECT record_id, momentum_score__c, next_best_action__c FROM writeback_state"
     )
@@ -125,7 +151,7 @@ def test_written_values_present_in_salesforce(demo_run):
 
 
 def test_unchanged_scores_not_sent(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     written = result.summary["scores_written_back"]
     changed = dict(
         _query(
@@ -150,7 +176,7 @@ def test_unchanged_scores_not_sent(demo_run):
 
 
 def test_only_routiine_fields_written(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     for entry in result.org.write_log:
         assert entry["body"]["allOrNone"] is False
         for record in entry["body"]["records"]:
@@ -164,7 +190,7 @@ def test_only_routiine_fields_written(demo_run):
 
 
 def test_api_calls_agree_with_emulator(demo_run):
-    result, _, _ = demo_run
+    result = demo_run.result
     calls = result.summary["api_calls"]
     assert calls["total_counted_by_budget"] == calls["total_counted_by_emulator"]
     assert calls["by_phase"]["quiet"] == 2
@@ -173,7 +199,7 @@ def test_api_calls_agree_with_emulator(demo_run):
 
 
 def test_summary_json_has_every_section(demo_run):
-    _, root, _ = demo_run
+    root = demo_run.root
     summary = json.loads((root / "summary.json").read_text())
     assert set(summary["api_calls"]["by_phase"]) == {
         "connect",
@@ -197,7 +223,7 @@ def test_summary_json_has_every_section(demo_run):
 
 
 def test_runs_recorded_in_instance(demo_run):
-    instance = dg.DagsterInstance.from_config(str(demo_run[1] / "dagster_home"))
+    instance = dg.DagsterInstance.from_config(str(demo_run.root / "dagster_home"))
     runs = instance.get_runs()
     assert {run.job_name for run in runs} == {
         "tenant_sync_job",
@@ -212,7 +238,7 @@ def test_runs_recorded_in_instance(demo_run):
 
 
 def test_no_secret_in_logs_or_files(demo_run):
-    result, root, records = demo_run
+    result, root, records = demo_run.result, demo_run.root, demo_run.records
     home = root / "home"
     tokens = set(result.org.tokens._access) | set(result.org.tokens._refresh)
     assert len(result.org.tokens._access) >= 1
@@ -246,6 +272,16 @@ def test_no_secret_in_logs_or_files(demo_run):
             scanned["control store"] += 1
         elif "dagster_home" in path.parts:
             scanned["dagster storage"] += 1
+    if demo_run.backend == "postgres":
+        for label, url in (
+            ("control store", demo_run.control_url),
+            ("dagster storage", demo_run.dagster_url),
+        ):
+            tables = _postgres_table_text(url)
+            scanned[label] += len(tables)
+            sources.update(
+                {f"{label} table {name}": text for name, text in tables.items()}
+            )
     assert all(count >= 1 for count in scanned.values()), scanned
     assert len(records) > 100
 
@@ -253,6 +289,49 @@ def test_no_secret_in_logs_or_files(demo_run):
         for value in values:
             leaks = [name for name, text in sources.items() if value in text]
             assert leaks == [], f"a {kind} appears in {leaks[:5]}"
+
+
+def _postgres_table_text(url: str) -> dict[str, str]:
+    """Return every table of a PostgreSQL database as text, one string per table."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+            return {
+                name: "\n".join(
+                    conn.execute(
+                        sa.text(f'SELECT t::text FROM "{name}" AS t')
+                    ).scalars()
+                )
+                for name in names
+            }
+    finally:
+        engine.dispose()
+
+
+def test_backend_holds_instance_and_control_store(demo_run):
+    """Runs, events and tenants live where the backend puts them; on PostgreSQL every lease was released."""
+    instance = dg.DagsterInstance.from_config(str(demo_run.root / "dagster_home"))
+    control_file = demo_run.root / "home" / "control.db"
+    if demo_run.backend == "sqlite":
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert control_file.exists()
+        return
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
+
+    assert isinstance(instance.run_storage, PostgresRunStorage)
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert len(instance.get_runs()) >= 10
+    assert not control_file.exists()
+    engine = sa.create_engine(demo_run.control_url)
+    with engine.connect() as conn:
+        tenants = conn.execute(sa.text("SELECT tenant_id, status FROM tenants")).all()
+        leases = conn.execute(sa.text("SELECT count(*) FROM warehouse_leases")).scalar()
+        calls = conn.execute(sa.text("SELECT count(*) FROM api_calls")).scalar()
+    engine.dispose()
+    assert tenants == [("demo", "connected")]
+    assert leases == 0
+    assert calls == demo_run.result.summary["api_calls"]["total_counted_by_emulator"]
 
 
 def test_definitions_validate():
