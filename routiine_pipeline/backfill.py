@@ -7,9 +7,10 @@ materialized is skipped, which makes a backfill that crashed or stopped at
 the API limit resume where it ended when the same command runs again.
 
 With `parallel` > 1 the months are read in groups: one extract pass reads a
-group's month windows with one query per sObject, then each month's run
-records the materialization and finds its window sealed, so it makes no
-Salesforce call. Separate concurrent runs would not help, because a
+group's month windows with one query per sObject and runs the hard-delete
+check. Each month's run then records the materialization and finds its
+window sealed and the delete check done, so it makes no Salesforce call.
+Separate concurrent runs would not help, because a
 tenant's DuckDB file accepts one writer process and they would only wait
 for its lock.
 """
@@ -225,10 +226,23 @@ def _run_month(
 def _read_group(
     tenant: str, group: list[str], *, full_refresh: bool, run_start: datetime
 ) -> tuple[int, str | None]:
-    """Read several closed months in one extract pass; return its API calls and a stop reason."""
+    """Read several closed months in one extract pass; return its API calls and a stop reason.
+
+    Like a month's run, the pass ends with the hard-delete check, so the
+    month runs that follow find it done. On a file that stored no rows
+    before the pass, the check costs no call: it records a baseline at
+    `run_start`, because every stored row was read through queryAll after
+    that moment. A record hard-deleted later is then in the delete log that
+    the next check reads from `run_start` on.
+    """
     from routiine_pipeline.definitions import build_resources
     from routiine_pipeline.extract.cycle import CycleStoppedError, ExtractPass
+    from routiine_pipeline.extract.deletes import DeleteCheck
     from routiine_pipeline.extract.plan import plan_tenant_fields
+    from routiine_pipeline.salesforce.errors import (
+        BudgetExhaustedError,
+        RequestLimitExceededError,
+    )
 
     resources = build_resources()
     client, guard = resources["salesforce"].client(
@@ -236,6 +250,9 @@ def _read_group(
     )
     sobjects = list(RAW_ASSET_KEYS)
     stopped = None
+    # Taken before the first row is written, as in a month's run. The delete check
+    # treats rows written before this moment as older than the pass.
+    pass_started = datetime.now(UTC)
     with resources["warehouse"].connect(tenant) as conn:
         plans = plan_tenant_fields(client, conn, tenant, sobjects)
         extract = ExtractPass(
@@ -247,7 +264,19 @@ def _read_group(
                 [MonthWindow.from_key(month) for month in group],
                 full_refresh=full_refresh,
             )
-        except CycleStoppedError as error:
+            DeleteCheck(
+                client,
+                conn,
+                tenant=tenant,
+                run_start=run_start,
+                pass_started=pass_started,
+                logger=log,
+            ).run(sobjects)
+        except (
+            CycleStoppedError,
+            RequestLimitExceededError,
+            BudgetExhaustedError,
+        ) as error:
             stopped = f"{API_LIMIT_FAILURE} for tenant {tenant}: {error.message}"
     return guard.total_calls, stopped
 

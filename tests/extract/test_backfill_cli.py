@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from emulated_org import RecordingOrg, connect_tenant, oauth_environment, record, utc
+from emulated_org import (
+    RecordingOrg,
+    connect_tenant,
+    oauth_environment,
+    record,
+    record_id,
+    utc,
+)
 
 from routiine_pipeline import settings
+from routiine_pipeline.backfill import backfill_tenant
 from routiine_pipeline.cli import main
 from routiine_pipeline.cli.backfill import EXIT_STOPPED
 from routiine_pipeline.emulator import Clock, EmulatorServer
+from routiine_pipeline.mapping import EXTRACT_OBJECTS
 from routiine_pipeline.storage.warehouse import open_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -252,3 +262,81 @@ def test_partition_tags_of_backfill_runs():
     assert tags["dagster/partition/tenant"] == TENANT
     assert tags["dagster/partition/month"] == JANUARY
     assert "routiine/tenant" not in tags
+
+
+def _id_scans(soql_log: list[tuple[str, bool]]) -> list[str]:
+    """Return the queries of full Id reconciliations, which read every Id of an sObject."""
+    return [soql for soql, _ in soql_log if soql.startswith("SELECT Id FROM ")]
+
+
+def test_parallel_backfill_records_delete_check(backfill_env, capsys):
+    org, instance = backfill_env
+    calls_before = org.data_api_calls
+    assert (
+        main(
+            [
+                "backfill",
+                TENANT,
+                "--from",
+                "2025-01",
+                "--to",
+                "2025-02",
+                "--parallel",
+                "2",
+            ]
+        )
+        == 0
+    )
+    output = capsys.readouterr().out
+    assert "months 2025-01 to 2025-02: read in one pass, 3 API calls" in output
+    with open_database(settings.tenant_database_path(TENANT), read_only=True) as conn:
+        checks = conn.execute(
+            "SELECT sobject, method FROM _delete_checks ORDER BY 1"
+        ).fetchall()
+    assert checks == [(sobject, "baseline") for sobject in sorted(EXTRACT_OBJECTS)]
+
+    assert main(["backfill", TENANT, "--from", "2025-03", "--to", "2025-03"]) == 0
+    assert "month 2025-03 (1/1): 7 rows, 2 API calls" in capsys.readouterr().out
+    assert _id_scans(org.soql_log) == []
+    # One describe and two query calls for the pass, two query calls for March.
+    assert org.data_api_calls - calls_before == 5
+
+
+def test_delete_after_parallel_read_caught(backfill_env):
+    """A record hard-deleted after the one-pass read is tombstoned by the next /deleted check."""
+    org, instance = backfill_env
+    read_at = org.clock.now()
+    report = backfill_tenant(
+        instance,
+        TENANT,
+        [JANUARY, FEBRUARY],
+        parallel=2,
+        run_start=read_at,
+        progress=lambda line: None,
+    )
+    assert [result.status for result in report.months] == ["extracted", "extracted"]
+
+    deleted = record_id("Opportunity", 4)
+    org.clock.set(read_at + timedelta(minutes=1))
+    org.delete("Opportunity", deleted)
+    org.purge_recycle_bin("Opportunity")
+    # The delete check is due once a day.
+    org.clock.set(read_at + timedelta(hours=25))
+    report = backfill_tenant(
+        instance,
+        TENANT,
+        [MARCH],
+        run_start=org.clock.now(),
+        progress=lambda line: None,
+    )
+    assert [result.status for result in report.months] == ["extracted"]
+
+    assert _id_scans(org.soql_log) == []
+    with open_database(settings.tenant_database_path(TENANT), read_only=True) as conn:
+        assert conn.execute(
+            "SELECT isdeleted, _deleted_at FROM raw_opportunity WHERE id = ?",
+            [deleted],
+        ).fetchall() == [(True, read_at + timedelta(minutes=1))]
+        assert conn.execute(
+            "SELECT method, checked_through FROM _delete_checks WHERE sobject = 'Opportunity'"
+        ).fetchall() == [("deleted", read_at + timedelta(hours=25))]
