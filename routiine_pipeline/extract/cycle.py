@@ -6,6 +6,13 @@ follow-up `nextRecordsUrl` pages, travel in one Composite request, which
 Salesforce counts as one API call. Rows are committed page by page. An
 sObject's watermark moves only with its last page, once the number of
 records received matches `totalSize`.
+
+A query's page k + 1 can be requested only after page k returned its
+`nextRecordsUrl`, so a query of n pages needs at least n Composite calls.
+To keep the last calls of a pass from going out with one or two
+subrequests, each call takes the known follow-up pages first (the query with
+the largest number of records left first), then first pages, largest
+expected query first.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from routiine_pipeline.salesforce.client import (
     error_from_body,
 )
 from routiine_pipeline.salesforce.soql import window_query
+from routiine_pipeline.storage.raw_tables import raw_table_name
 from routiine_pipeline.storage.raw_writer import (
     WatermarkUpdate,
     commit_rows,
@@ -43,6 +51,19 @@ from routiine_pipeline.storage.raw_writer import (
 )
 
 log = logging.getLogger(__name__)
+
+# The order of first pages while the tenant's file has no rows of the sObjects.
+# The sObjects that usually have the largest number of records come first, so
+# their page chains start early. Unlisted sObjects follow in plan order.
+DEFAULT_SIZE_ORDER: tuple[str, ...] = (
+    "Task",
+    "Event",
+    "OpportunityHistory",
+    "Opportunity",
+    "Contact",
+    "Account",
+    "User",
+)
 
 
 class CycleStoppedError(errors.SalesforceError):
@@ -78,6 +99,10 @@ class _Stream:
     bounds: QueryBounds
     soql: str
     outcome: ObjectOutcome
+    # Rows of the sObject stored before the pass, the estimate of the query's size.
+    stored_rows: int = 0
+    # Position in DEFAULT_SIZE_ORDER, which breaks ties between equal estimates.
+    size_rank: int = 0
     next_url: str | None = None
     received: int = 0
     newest: dict[str, tuple[datetime, str]] = field(default_factory=dict)
@@ -131,8 +156,8 @@ class ExtractPass(BulkReadMixin):
     ) -> dict[str, ObjectOutcome]:
         """Extract every planned sObject over the windows; outcomes stay readable if it raises."""
         outcomes = self.outcomes
-        queue: list[_Stream] = []
-        for plan in plans:
+        pending: list[_Stream] = []
+        for position, plan in enumerate(plans):
             outcome = ObjectOutcome(plan.sobject, warnings=plan.warnings(self.tenant))
             outcomes[plan.sobject] = outcome
             for message in outcome.warnings:
@@ -166,12 +191,23 @@ class ExtractPass(BulkReadMixin):
                 _iso(bounds.lower),
                 _iso(bounds.upper),
             )
-            queue.append(_Stream(plan, bounds, soql, outcome))
+            pending.append(
+                _Stream(
+                    plan,
+                    bounds,
+                    soql,
+                    outcome,
+                    stored_rows=_count_rows(self.conn, plan.sobject),
+                    size_rank=_size_rank(plan.sobject, position),
+                )
+            )
 
-        while queue:
-            batch, queue = queue[:MAX_COMPOSITE_QUERIES], queue[MAX_COMPOSITE_QUERIES:]
+        while pending:
+            pending.sort(key=_send_order)
+            batch = pending[:MAX_COMPOSITE_QUERIES]
+            pending = pending[MAX_COMPOSITE_QUERIES:]
             restarts_before = sum(stream.outcome.restarts for stream in batch)
-            queue.extend(self._run_batch(batch))
+            pending.extend(self._run_batch(batch))
             if sum(stream.outcome.restarts for stream in batch) > restarts_before:
                 self._pause_before_restart(
                     max(stream.outcome.restarts for stream in batch)
@@ -397,6 +433,30 @@ class ExtractPass(BulkReadMixin):
                 )
             )
         return updates
+
+
+def _send_order(stream: _Stream) -> tuple[int, int, int]:
+    """Sort key of a pending request: follow-up pages first, then first pages.
+
+    Follow-up pages go by records left (`totalSize` minus records received),
+    largest first. First pages go by rows stored before the pass, largest
+    first. A restarted window counts as a first page again.
+    """
+    if stream.next_url is not None:
+        left = (stream.outcome.total_size or 0) - stream.received
+        return (0, -left, stream.size_rank)
+    return (1, -stream.stored_rows, stream.size_rank)
+
+
+def _size_rank(sobject: str, position: int) -> int:
+    if sobject in DEFAULT_SIZE_ORDER:
+        return DEFAULT_SIZE_ORDER.index(sobject)
+    return len(DEFAULT_SIZE_ORDER) + position
+
+
+def _count_rows(conn: duckdb.DuckDBPyConnection, sobject: str) -> int:
+    """Count the stored rows of the sObject, tombstones included, as queryAll returns them too."""
+    return conn.execute(f"SELECT count(*) FROM {raw_table_name(sobject)}").fetchone()[0]
 
 
 def _sealed(marks, window: MonthWindow) -> bool:
