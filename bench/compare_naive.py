@@ -320,8 +320,9 @@ def pipeline_backfill(
     month's run also reads the previous month until that is sealed. With
     `one_pass` (`routiine backfill --parallel N`, N at least the number of
     closed months), `backfill._read_group` first reads the closed months in
-    one pass without a delete check. Each month's run then finds its window
-    sealed and sends only the describe and delete-check calls.
+    one pass and records its delete check, because the pass has just read
+    every deleted row through queryAll. Each month's run then finds its
+    window sealed and its delete check current.
     """
     run_start = org.clock.now()
     current = MonthWindow.containing(run_start)
@@ -332,7 +333,7 @@ def pipeline_backfill(
     if one_pass:
         closed = [month for month in months if month.end <= closes_by]
         if closed:
-            runs.append((closed, False))
+            runs.append((closed, True))
     for month in months:
         windows = [month.previous(), month] if month.key == current.key else [month]
         runs.append((windows, True))
