@@ -101,36 +101,6 @@ def load_queue(conn: duckdb.DuckDBPyConnection) -> dict[str, QueueEntry]:
     }
 
 
-def store_failure(
-    conn: duckdb.DuckDBPyConnection,
-    record_id: str,
-    values: dict[str, Any],
-    attempt: int,
-    kind: str,
-    errors: list[dict],
-    next_attempt_at: datetime | None,
-    now: datetime,
-) -> None:
-    code = errors[0].get("statusCode") if errors else None
-    conn.execute(
-        "INSERT OR REPLACE INTO writeback_queue VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            record_id,
-            json.dumps(values, sort_keys=True),
-            attempt,
-            kind,
-            code,
-            json.dumps(errors),
-            next_attempt_at,
-            now,
-        ],
-    )
-
-
-def clear_entry(conn: duckdb.DuckDBPyConnection, record_id: str) -> None:
-    conn.execute("DELETE FROM writeback_queue WHERE record_id = ?", [record_id])
-
-
 def publish_due_time(
     store: ControlStore, conn: duckdb.DuckDBPyConnection, tenant: str, now: datetime
 ) -> None:

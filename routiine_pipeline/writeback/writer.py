@@ -4,15 +4,14 @@ Each call carries up to 200 records with `allOrNone=false`, so one record's
 failure never blocks the others. Every SaveResult becomes a `writeback_log`
 row. Failed records go to the retry queue (see queue.py), and the records
 that need a person's attention in this cycle become one grouped alert.
+results.py stores each call's SaveResults in one transaction.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 
@@ -21,6 +20,7 @@ from routiine_pipeline.salesforce import errors as sf_errors
 from routiine_pipeline.salesforce.client import MAX_COLLECTION_RECORDS, SalesforceClient
 from routiine_pipeline.writeback import queue as retry_queue
 from routiine_pipeline.writeback.changes import Change, build_payload, ensure_tables
+from routiine_pipeline.writeback.results import decide_result, store_results
 
 log = logging.getLogger(__name__)
 
@@ -160,75 +160,41 @@ def send_changes(
 def _store_results(
     conn, tenant, run_id, chunk, results, report, logger, now, retry
 ) -> None:
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        for (change, attempt), result in zip(chunk, results, strict=True):
-            errors: list[dict[str, Any]] = result.get("errors") or []
-            first = errors[0] if errors else {}
-            conn.execute(
-                "INSERT INTO writeback_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    tenant,
-                    run_id,
-                    change.record_id,
-                    json.dumps(change.values),
-                    attempt,
-                    bool(result.get("success")),
-                    first.get("statusCode"),
-                    first.get("message"),
-                    json.dumps(first.get("fields") or []),
-                    json.dumps(errors),
-                    now,
-                ],
-            )
-            if result.get("success"):
-                report.succeeded += 1
-                conn.execute(
-                    "INSERT OR REPLACE INTO writeback_state VALUES (?, ?, ?, ?)",
-                    [
-                        change.record_id,
-                        change.values["Momentum_Score__c"],
-                        change.values["Next_Best_Action__c"],
-                        now,
-                    ],
-                )
-                retry_queue.clear_entry(conn, change.record_id)
-                continue
-            _queue_failure(
-                conn, tenant, change, attempt, errors, report, logger, now, retry
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    outcomes = [
+        decide_result(change, attempt, result, now=now, retry=retry)
+        for (change, attempt), result in zip(chunk, results, strict=True)
+    ]
+    # The batch is stored before the report counts it, so a failed transaction
+    # leaves no count, log line or alert for results that were not stored.
+    store_results(conn, outcomes, tenant=tenant, run_id=run_id, now=now)
+    for outcome in outcomes:
+        if outcome.success:
+            report.succeeded += 1
+        else:
+            _count_failure(tenant, outcome, report, logger, retry)
 
 
-def _queue_failure(
-    conn, tenant, change, attempt, errors, report, logger, now, retry
-) -> None:
-    code = errors[0].get("statusCode") if errors else None
-    kind = retry_queue.failure_kind(code)
+def _count_failure(tenant, outcome, report, logger, retry) -> None:
+    change = outcome.change
+    attempt = outcome.attempt
+    next_at = outcome.next_attempt_at
     failure = {
         "record_id": change.record_id,
         "attempt": attempt,
-        "kind": kind,
-        "errors": errors,
+        "kind": outcome.kind,
+        "errors": outcome.errors,
     }
-    if kind == retry_queue.DELETED:
+    if outcome.kind == retry_queue.DELETED:
         report.dropped_deleted += 1
         logger.info(
             "Tenant %s: Opportunity %s was deleted in Salesforce; its write-back is dropped",
             tenant,
             change.record_id,
         )
-        retry_queue.store_failure(
-            conn, change.record_id, change.values, attempt, kind, errors, None, now
-        )
         return
     report.failures.append(failure)
-    if kind == retry_queue.TRANSIENT:
+    if outcome.kind == retry_queue.TRANSIENT:
         report.transient += 1
-        next_at = now + retry.backoff(attempt)
         if attempt == retry.alert_after:
             report.alerts.append(
                 dict(
@@ -239,11 +205,6 @@ def _queue_failure(
             )
     else:
         report.failed += 1
-        next_at = (
-            now + retry.backoff(attempt)
-            if attempt < retry.max_permanent_attempts
-            else None
-        )
         if next_at is None:
             report.alerts.append(
                 dict(
@@ -252,6 +213,3 @@ def _queue_failure(
                     "only when the value changes",
                 )
             )
-    retry_queue.store_failure(
-        conn, change.record_id, change.values, attempt, kind, errors, next_at, now
-    )
