@@ -8,16 +8,25 @@ Salesforce: the interval is chosen from the usage readings that earlier runs
 stored in the API-call ledger.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from routiine_pipeline import settings
+from routiine_pipeline.budget import BudgetPolicy
 from routiine_pipeline.budget_interval import PAUSED
-from routiine_pipeline.budget_state import apply_decision, decide_interval
+from routiine_pipeline.budget_state import (
+    BudgetSnapshot,
+    apply_decisions,
+    load_budget_overrides,
+    load_budget_snapshot,
+    override_policy,
+)
 from routiine_pipeline.control.store import (
     CONNECTED,
     NEEDS_REAUTHORIZATION,
+    ControlStore,
     open_control_store,
 )
 from routiine_pipeline.defs.extract import PHASE_TAG, RAW_ASSET_KEYS, TENANT_TAG
@@ -47,12 +56,35 @@ def due_tenants(
     For each connected tenant the API budget first chooses its interval from the
     latest usage reading in the ledger (control store only, no Salesforce call).
     With `mark_requested`, each due tenant's `last_requested_at` becomes `now`.
+    The control store is read in a constant number of queries whatever the
+    number of tenants. Only tenants whose budget mode changes cost a few
+    statements each, to store the change and notify it.
     """
     budget = budget or ApiBudget(control=ControlPlane())
     store = open_control_store(settings.control_store_url())
     interval_policy = budget.interval_policy()
+    tenants = store.list_tenants()
+    connected = [
+        tenant.tenant_id
+        for tenant in tenants
+        if tenant.tenant_id in known_partitions and tenant.status == CONNECTED
+    ]
+    decisions = {}
+    if connected:
+        snapshot = load_budget_snapshot(store, now=now)
+        policies = _tenant_policies(budget, store, snapshot)
+        decisions = {
+            tenant_id: snapshot.decide(
+                tenant_id,
+                policy=policies(tenant_id),
+                interval_policy=interval_policy,
+            )
+            for tenant_id in connected
+        }
+        apply_decisions(store, snapshot, decisions, at=now)
+
     due, skipped = [], []
-    for tenant in store.list_tenants():
+    for tenant in tenants:
         if tenant.tenant_id not in known_partitions:
             skipped.append(
                 f"{tenant.tenant_id}: no Dagster partition (add it with `routiine tenants add`)"
@@ -70,14 +102,7 @@ def due_tenants(
             reason = tenant.status_reason or "no reason recorded"
             skipped.append(f"{tenant.tenant_id}: status {tenant.status} ({reason})")
             continue
-        decision = decide_interval(
-            store,
-            tenant.tenant_id,
-            now=now,
-            policy=budget.policy(tenant.tenant_id),
-            interval_policy=interval_policy,
-        )
-        apply_decision(store, tenant.tenant_id, decision, at=now)
+        decision = decisions[tenant.tenant_id]
         interval = timedelta(minutes=decision.interval_minutes)
         last = tenant.last_requested_at
         next_at = last + interval if last else now
@@ -93,9 +118,34 @@ def due_tenants(
             )
             continue
         due.append(tenant.tenant_id)
-        if mark_requested:
-            store.update_tenant(tenant.tenant_id, last_requested_at=now)
+    if mark_requested and due:
+        store.mark_requested(due, now)
     return due, skipped
+
+
+def _tenant_policies(
+    budget: ApiBudget, store: ControlStore, snapshot: BudgetSnapshot
+) -> Callable[[str], BudgetPolicy]:
+    """Return a function that gives `budget.policy(tenant)` without a query per tenant.
+
+    `ApiBudget.policy` applies the overrides of the budget's own control
+    store. When that is not the schedule's store, its overrides are read once.
+    """
+    # NOTE: this repeats the defaults of ApiBudget.policy in defs/resources.py.
+    # tests/scale/test_ticks.py checks that both give the same policies.
+    defaults = BudgetPolicy(
+        share=budget.share,
+        ceiling=budget.ceiling,
+        run_cap=budget.run_cap,
+        stale_after=timedelta(minutes=budget.stale_after_minutes),
+    )
+    budget_store = budget.control.store()
+    overrides = (
+        snapshot.overrides
+        if budget_store is store
+        else load_budget_overrides(budget_store)
+    )
+    return lambda tenant_id: override_policy(defaults, overrides.get(tenant_id))
 
 
 @dg.schedule(

@@ -186,10 +186,11 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
             tenants[materialization.partition] = record.storage_id
     # A write-back that ran after the score (launched by the demo or by hand)
     # already sent it; the cursor alone would not know that.
+    written = _latest_writeback_ids(context.instance, set(tenants))
     tenants = {
         tenant: storage_id
         for tenant, storage_id in tenants.items()
-        if _latest_writeback_id(context.instance, tenant) < storage_id
+        if written.get(tenant, 0) < storage_id
     }
     requests = [
         dg.RunRequest(
@@ -218,11 +219,19 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
     return requests
 
 
-def _latest_writeback_id(instance: dg.DagsterInstance, tenant: str) -> int:
-    """Return the storage id of the tenant's newest write-back materialization, or 0."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=WRITEBACK_KEY, asset_partitions=[tenant]),
-        limit=1,
-        ascending=False,
-    ).records
-    return records[0].storage_id if records else 0
+def _latest_writeback_ids(
+    instance: dg.DagsterInstance, tenants: set[str]
+) -> dict[str, int]:
+    """Return the storage id of each tenant's newest write-back materialization, in one query.
+
+    Tenants without a write-back materialization are left out.
+    """
+    if not tenants:
+        return {}
+    return dict(
+        instance.get_latest_storage_id_by_partition(
+            WRITEBACK_KEY,
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
+            partitions=tenants,
+        )
+    )
