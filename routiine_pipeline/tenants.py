@@ -7,10 +7,19 @@ partitions). These functions change both.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import html
 import logging
+import os
+import shutil
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
@@ -20,6 +29,7 @@ from routiine_pipeline.control.connect import ConnectError, TenantConnector
 from routiine_pipeline.control.store import (
     ControlStore,
     Tenant,
+    TenantNotFoundError,
     check_tenant_id,
     open_control_store,
 )
@@ -29,6 +39,12 @@ from routiine_pipeline.salesforce.oauth import (
     ORG_TYPES,
     check_salesforce_url,
     login_url,
+)
+from routiine_pipeline.storage.lease import (
+    WarehouseLeaseError,
+    default_holder,
+    hold_tenant_lease,
+    lease_required,
 )
 
 log = logging.getLogger(__name__)
@@ -83,32 +99,181 @@ def add_tenant(
     return tenant
 
 
-def remove_tenant(instance: dg.DagsterInstance, tenant_id: str) -> bool:
-    """Revoke the tenant's tokens at Salesforce, then drop its control-store rows and partition.
+# How long removal waits for another process to close the tenant's DuckDB file.
+REMOVE_LOCK_WAIT_SECONDS = 10.0
 
-    Returns whether a token was revoked. The tenant's DuckDB file is left in
-    place; its path is logged so an operator can archive or delete it.
+
+class TenantFileInUseError(RuntimeError):
+    """The tenant's DuckDB file stayed open in another process, so removal changed nothing."""
+
+
+@dataclass(frozen=True)
+class TenantRemoval:
+    """Outcome of `remove_tenant`: the revocation, the deleted rows, partition and files, and the kept files."""
+
+    tenant_id: str
+    revoked: bool
+    """Whether a refresh token was revoked at Salesforce."""
+    control_rows: dict[str, int]
+    """Deleted control-store rows per table."""
+    partition_deleted: bool
+    deleted_files: list[Path]
+    kept_files: list[Path]
+
+
+def tenant_files(tenant_id: str) -> list[Path]:
+    """Return the tenant's files under ROUTIINE_HOME that exist.
+
+    Those are the DuckDB file, its write-ahead log (`.wal`) and the folder
+    DuckDB spills to (`.tmp`), which a crashed process leaves behind.
     """
+    database = settings.tenant_database_path(check_tenant_id(tenant_id))
+    candidates = [database, Path(f"{database}.wal"), Path(f"{database}.tmp")]
+    return [path for path in candidates if path.exists()]
+
+
+def remove_tenant(
+    instance: dg.DagsterInstance,
+    tenant_id: str,
+    *,
+    keep_data: bool = False,
+    lock_wait_seconds: float = REMOVE_LOCK_WAIT_SECONDS,
+) -> TenantRemoval:
+    """Revoke the tenant's tokens, then delete its partition, files and control-store rows.
+
+    The control-store rows are those of every table keyed by tenant_id
+    (`ControlStore.remove_tenant`). The files are those of `tenant_files`.
+    With `keep_data`, the files stay in place for an operator to archive.
+
+    A tenant that is gone from the control store but still has a partition
+    or files (a removal that stopped half-way, or one made before files were
+    deleted) has those removed. Raises TenantNotFoundError when nothing of
+    the tenant exists. Raises TenantFileInUseError, before any change, when
+    another process keeps the DuckDB file open or a run on any machine holds
+    the tenant's writer lease.
+    """
+    check_tenant_id(tenant_id)
     store = control_store()
-    store.get_tenant(tenant_id)
-    revoked = False
     try:
-        revoked = connector().revoke(tenant_id)
+        store.get_tenant(tenant_id)
+        registered = True
+    except TenantNotFoundError:
+        registered = False
+    files = tenant_files(tenant_id)
+    has_partition = instance.has_dynamic_partition(tenant_partitions.name, tenant_id)
+    if not (registered or has_partition or files):
+        raise TenantNotFoundError(
+            f"tenant {tenant_id!r} not found in the control store, the Dagster instance "
+            f"or {settings.tenant_database_path(tenant_id).parent}"
+        )
+
+    with ExitStack() as stack:
+        if files and not keep_data:
+            # Held until the files are gone, so that no run opens them meanwhile.
+            _lock_tenant_files(stack, tenant_id, lock_wait_seconds)
+        revoked = _revoke(tenant_id) if registered else False
+        if has_partition:
+            instance.delete_dynamic_partition(tenant_partitions.name, tenant_id)
+        deleted, kept_files = ([], files) if keep_data else (_delete_files(files), [])
+    # After the lease is released, so that its own row is not counted.
+    rows = store.remove_tenant(tenant_id)
+
+    removal = TenantRemoval(
+        tenant_id, revoked, rows, has_partition, deleted, kept_files
+    )
+    log.info(
+        "Removed tenant %s: %d control-store rows (%s), Dagster partition %s, "
+        "files deleted: %s, files kept: %s",
+        tenant_id,
+        sum(rows.values()),
+        ", ".join(f"{table} {count}" for table, count in sorted(rows.items()))
+        or "none",
+        "deleted" if has_partition else "absent",
+        ", ".join(str(path) for path in deleted) or "none",
+        ", ".join(str(path) for path in kept_files) or "none",
+    )
+    return removal
+
+
+def _revoke(tenant_id: str) -> bool:
+    try:
+        return connector().revoke(tenant_id)
     except Exception as error:  # noqa: BLE001 - removal goes on; the operator is told
         log.warning(
             "Tenant %s: token revocation failed (%s); revoke the app's access in Salesforce Setup",
             tenant_id,
             type(error).__name__,
         )
-    store.remove_tenant(tenant_id)
-    if instance.has_dynamic_partition(tenant_partitions.name, tenant_id):
-        instance.delete_dynamic_partition(tenant_partitions.name, tenant_id)
-    log.info(
-        "Removed tenant %s; its data file stays at %s",
-        tenant_id,
-        settings.tenant_database_path(tenant_id),
-    )
-    return revoked
+        return False
+
+
+def _lock_tenant_files(stack: ExitStack, tenant_id: str, wait_seconds: float) -> None:
+    """Take the tenant's writer lease (PostgreSQL control store) and a lock on its DuckDB file.
+
+    Runs on other machines hold the lease while they have the file open, and
+    local processes hold DuckDB's lock. Raises TenantFileInUseError when
+    either stays taken for `wait_seconds`.
+    """
+    control_url = settings.control_store_url()
+    if lease_required(control_url):
+        try:
+            stack.enter_context(
+                hold_tenant_lease(
+                    control_url,
+                    tenant_id,
+                    holder=f"removal of tenant {tenant_id} on {default_holder()}",
+                    wait_seconds=wait_seconds,
+                )
+            )
+        except WarehouseLeaseError as error:
+            raise TenantFileInUseError(
+                f"{error} Nothing was removed. Run `routiine tenants remove "
+                f"{tenant_id}` again once the run has ended"
+            ) from None
+    database = settings.tenant_database_path(tenant_id)
+    if database.exists():
+        stack.enter_context(_exclusive_lock(database, tenant_id, wait_seconds))
+
+
+@contextmanager
+def _exclusive_lock(path: Path, tenant_id: str, wait_seconds: float) -> Iterator[None]:
+    """Hold an exclusive POSIX lock on the DuckDB file, which DuckDB's own locks respect.
+
+    DuckDB (checked with 2.0.1) takes a POSIX record lock on its file, shared
+    when read-only and exclusive otherwise. So this lock fails while any
+    process has the file open, and DuckDB fails to open the file while this
+    lock is held. tests/scale/test_remove.py checks the first of these.
+    """
+    deadline = time.monotonic() + wait_seconds
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        while True:
+            try:
+                fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TenantFileInUseError(
+                        f"tenant {tenant_id}: {path} is still open in another process after "
+                        f"{wait_seconds:g} s (a run of the tenant, or a DuckDB session). "
+                        "Nothing was removed. Wait for the run to end or stop that process, "
+                        f"then run `routiine tenants remove {tenant_id}` again"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _delete_files(files: list[Path]) -> list[Path]:
+    for path in files:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return files
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):

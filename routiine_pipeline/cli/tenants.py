@@ -49,11 +49,27 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
 def cmd_tenants_remove(args: argparse.Namespace) -> int:
     from routiine_pipeline.tenants import remove_tenant
 
-    revoked = remove_tenant(dagster_instance(), args.tenant)
+    removal = remove_tenant(dagster_instance(), args.tenant, keep_data=args.keep_data)
     print(
         f"Removed tenant {args.tenant}"
-        + (" and revoked its tokens" if revoked else " (no token to revoke)")
+        + (" and revoked its tokens" if removal.revoked else " (no token to revoke)")
     )
+    rows = removal.control_rows
+    details = ", ".join(f"{table} {count}" for table, count in sorted(rows.items()))
+    print(f"  control store: {sum(rows.values())} rows deleted ({details or 'none'})")
+    print(
+        "  Dagster partition: "
+        + ("deleted" if removal.partition_deleted else "none was registered")
+    )
+    for path in removal.deleted_files:
+        print(f"  deleted {path}")
+    for path in removal.kept_files:
+        print(f"  kept {path}")
+    if removal.kept_files:
+        print(
+            "  Move the kept files away before adding a tenant with the same id, "
+            "which would otherwise open them."
+        )
     return 0
 
 
@@ -81,6 +97,8 @@ def cmd_tenants_connect(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from routiine_pipeline.tenants import REMOVE_LOCK_WAIT_SECONDS
+
     tenants = commands.add_parser(
         "tenants", help="add, list, connect and remove tenants"
     ).add_subparsers(dest="tenants_command", required=True)
@@ -106,9 +124,25 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="List the tenants of the control store with status, interval, last sync and login host.",
     ).set_defaults(handler=cmd_tenants_list)
     remove = tenants.add_parser(
-        "remove", help="revoke tokens and remove the tenant and its partitions"
+        "remove",
+        help="revoke tokens and delete the tenant's rows, partition and files",
+        description=(
+            "Revoke the tenant's tokens at Salesforce, then delete its control-store "
+            "rows (tokens, OAuth states, API-call ledger, budget, retries, "
+            "notifications), its Dagster partition and its DuckDB file with the "
+            "file's .wal and .tmp leftovers. When a run has the file open, it waits "
+            f"up to {REMOVE_LOCK_WAIT_SECONDS:g} s for the run to end, and otherwise "
+            "exits having changed nothing."
+        ),
     )
     remove.add_argument("tenant")
+    remove.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the tenant's DuckDB file and its .wal and .tmp leftovers in "
+        "ROUTIINE_HOME/tenants, for archiving. Tokens, rows and partition are "
+        "still removed",
+    )
     remove.set_defaults(handler=cmd_tenants_remove)
     connect = tenants.add_parser(
         "connect", help="authorize a tenant's org through OAuth (callback on loopback)"

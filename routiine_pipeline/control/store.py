@@ -35,6 +35,10 @@ STATUSES = (CONNECTED, NEEDS_REAUTHORIZATION, PAUSED, PENDING)
 # (multi-partition keys join dimensions with "|", so that character is excluded too).
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
+# Tenant ids per IN list, well under SQLite's default limit of 32,766 bound
+# parameters per statement (999 before SQLite 3.32).
+_IN_LIST_SIZE = 500
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -142,13 +146,41 @@ class ControlStore:
             ).mappings()
             return [_tenant_from_row(row) for row in rows]
 
-    def remove_tenant(self, tenant_id: str) -> None:
+    def remove_tenant(self, tenant_id: str) -> dict[str, int]:
+        """Delete the tenant's rows from every control-store table keyed by tenant_id.
+
+        That covers tokens, OAuth states, the API-call ledger, budget settings
+        and state, interval history, alerts, write-back retries and
+        notifications, and any table added later with a tenant_id column.
+        Everything goes in one transaction. Returns the deleted row count per
+        table, tables without rows left out.
+        """
+        deleted = {}
         with self.engine.begin() as conn:
-            for table in (tables.tokens, tables.oauth_states):
-                conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
-            conn.execute(
-                tables.tenants.delete().where(tables.tenants.c.tenant_id == tenant_id)
-            )
+            # Dependent tables first, so that no statement breaks the tokens'
+            # foreign key to tenants.
+            for table in reversed(tables.metadata.sorted_tables):
+                if "tenant_id" not in table.c:
+                    continue
+                count = conn.execute(
+                    table.delete().where(table.c.tenant_id == tenant_id)
+                ).rowcount
+                if count:
+                    deleted[table.name] = count
+        return deleted
+
+    def mark_requested(self, tenant_ids: list[str], at: datetime) -> None:
+        """Set `last_requested_at` of many tenants in one transaction, one UPDATE per 500 tenants."""
+        column = tables.tenants.c
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for start in range(0, len(tenant_ids), _IN_LIST_SIZE):
+                chunk = tenant_ids[start : start + _IN_LIST_SIZE]
+                conn.execute(
+                    tables.tenants.update()
+                    .where(column.tenant_id.in_(chunk))
+                    .values(last_requested_at=at, updated_at=now)
+                )
 
     def update_tenant(self, tenant_id: str, **values) -> None:
         values["updated_at"] = utcnow()
