@@ -119,6 +119,8 @@ class TenantRemoval:
     partition_deleted: bool
     deleted_files: list[Path]
     kept_files: list[Path]
+    canceled_runs: list[str]
+    """Ids of the tenant's queued runs that were canceled."""
 
 
 def tenant_files(tenant_id: str) -> list[Path]:
@@ -167,6 +169,7 @@ def remove_tenant(
             f"or {settings.tenant_database_path(tenant_id).parent}"
         )
 
+    canceled = _cancel_queued_runs(instance, tenant_id)
     with ExitStack() as stack:
         if files and not keep_data:
             # Held until the files are gone, so that no run opens them meanwhile.
@@ -179,12 +182,13 @@ def remove_tenant(
     rows = store.remove_tenant(tenant_id)
 
     removal = TenantRemoval(
-        tenant_id, revoked, rows, has_partition, deleted, kept_files
+        tenant_id, revoked, rows, has_partition, deleted, kept_files, canceled
     )
     log.info(
-        "Removed tenant %s: %d control-store rows (%s), Dagster partition %s, "
-        "files deleted: %s, files kept: %s",
+        "Removed tenant %s: %d queued runs canceled, %d control-store rows (%s), "
+        "Dagster partition %s, files deleted: %s, files kept: %s",
         tenant_id,
+        len(canceled),
         sum(rows.values()),
         ", ".join(f"{table} {count}" for table, count in sorted(rows.items()))
         or "none",
@@ -193,6 +197,34 @@ def remove_tenant(
         ", ".join(str(path) for path in kept_files) or "none",
     )
     return removal
+
+
+# Queued runs carry the tenant under one of these tags: routiine/tenant
+# (CLI, schedule, sensors) or the partition tag (backfills from the UI).
+_TENANT_RUN_TAGS = ("routiine/tenant", "dagster/partition/tenant")
+
+
+def _cancel_queued_runs(instance: dg.DagsterInstance, tenant_id: str) -> list[str]:
+    """Cancel the tenant's runs that have not started, so none starts after its partition is gone.
+
+    A run that already started keeps the tenant's file lock or writer lease,
+    and removal then stops with TenantFileInUseError.
+    """
+    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+    runs = {}
+    for tag in _TENANT_RUN_TAGS:
+        for run in instance.get_runs(
+            filters=dg.RunsFilter(statuses=waiting, tags={tag: tenant_id})
+        ):
+            runs[run.run_id] = run
+    message = (
+        f"tenant {tenant_id} no longer exists: it was removed with `routiine tenants "
+        "remove`, so this run was canceled before it started and wrote nothing"
+    )
+    for run in runs.values():
+        instance.report_run_canceled(run, message=message)
+        log.info("Tenant %s: canceled queued run %s", tenant_id, run.run_id)
+    return sorted(runs)
 
 
 def _revoke(tenant_id: str) -> bool:

@@ -54,6 +54,11 @@ def cmd_tenants_remove(args: argparse.Namespace) -> int:
         f"Removed tenant {args.tenant}"
         + (" and revoked its tokens" if removal.revoked else " (no token to revoke)")
     )
+    if removal.canceled_runs:
+        print(
+            f"  canceled {len(removal.canceled_runs)} queued runs: "
+            + ", ".join(removal.canceled_runs)
+        )
     rows = removal.control_rows
     details = ", ".join(f"{table} {count}" for table, count in sorted(rows.items()))
     print(f"  control store: {sum(rows.values())} rows deleted ({details or 'none'})")

@@ -296,3 +296,55 @@ def test_remove_finishes_half_removed_tenant(setup, capsys):
     assert "Dagster partition: none was registered" in out
     assert rows_by_table(setup.store, "acme") == NO_ROWS
     assert tenant_files("acme") == []
+
+
+def _queued_run(instance: dg.DagsterInstance, tags: dict[str, str]) -> str:
+    """Record a QUEUED sync run of the real code location; no daemon runs here, so it stays queued."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="routiine_pipeline.definitions"),
+        location_name="routiine_pipeline",
+    )
+    with origin.create_location(instance) as location:
+        (repository,) = location.get_repositories().values()
+        job = repository.get_full_job("tenant_sync_job")
+        run = create_run_for_test(
+            instance,
+            job_name="tenant_sync_job",
+            status=dg.DagsterRunStatus.QUEUED,
+            tags=tags,
+            remote_job_origin=job.get_remote_origin(),
+            job_code_origin=job.get_python_origin(),
+        )
+    return run.run_id
+
+
+def test_remove_cancels_queued_runs_of_tenant(setup, capsys):
+    """A tenant removed while its runs wait in the queue: they end canceled, naming the tenant."""
+    add_and_connect(setup, "acme")
+    add_and_connect(setup, "globex")
+    instance = dg.DagsterInstance.get()
+    sync = _queued_run(instance, {"routiine/tenant": "acme"})
+    backfill = _queued_run(instance, {"dagster/partition/tenant": "acme"})
+    other = _queued_run(instance, {"routiine/tenant": "globex"})
+
+    assert main(["tenants", "remove", "acme"]) == 0
+
+    for run_id in (sync, backfill):
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.CANCELED
+        messages = [
+            entry.dagster_event.message
+            for entry in instance.all_logs(run_id)
+            if entry.dagster_event and entry.dagster_event.message
+        ]
+        assert any(
+            "tenant acme no longer exists" in message and "wrote nothing" in message
+            for message in messages
+        ), messages
+    assert instance.get_run_by_id(other).status == dg.DagsterRunStatus.QUEUED
+    assert "canceled 2 queued runs" in capsys.readouterr().out
+    assert not settings.tenant_database_path("acme").exists()
