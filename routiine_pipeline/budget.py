@@ -27,6 +27,10 @@ from routiine_pipeline.salesforce.limits import ApiUsage
 
 log = logging.getLogger(__name__)
 
+# The ledger decides intervals from its last 24 hours; older rows stay this
+# long for reports of API spend per tenant and phase, then runs delete them.
+LEDGER_RETENTION = timedelta(days=35)
+
 
 @dataclass(frozen=True)
 class BudgetPolicy:
@@ -89,7 +93,17 @@ class BudgetGuard:
         return self.clock() - self.last_usage_at > self.policy.stale_after
 
     def start_run(self, client: Any) -> ApiUsage | None:
-        """Read /limits when the last usage reading is stale, and return the reading in use."""
+        """Prune old ledger rows, read /limits when the last usage reading is stale, and return the reading in use."""
+        pruned = self.store.prune_api_calls(
+            self.tenant, before=self.clock() - LEDGER_RETENTION
+        )
+        if pruned:
+            log.info(
+                "Tenant %s: deleted %d API-call ledger rows older than %d days",
+                self.tenant,
+                pruned,
+                LEDGER_RETENTION.days,
+            )
         if not self.reading_is_stale():
             return self.last_usage
         body = client.limits()

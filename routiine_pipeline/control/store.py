@@ -84,6 +84,9 @@ class ControlStore:
         self.engine = create_control_engine(url)
         tables.metadata.create_all(self.engine)
         add_missing_columns(self.engine, [tables.tenants, tables.tokens])
+        # create_all skips indexes of tables that already exist.
+        for index in tables.api_calls.indexes:
+            index.create(self.engine, checkfirst=True)
 
     # -- tenants --------------------------------------------------------------
 
@@ -274,6 +277,16 @@ class ControlStore:
                     phase=phase,
                 )
             )
+
+    def prune_api_calls(self, tenant_id: str, *, before: datetime) -> int:
+        """Delete the tenant's ledger rows older than `before`; return how many."""
+        column = tables.api_calls.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                tables.api_calls.delete().where(
+                    column.tenant_id == tenant_id, column.at < before
+                )
+            ).rowcount
 
     def calls_by_phase(
         self, tenant_id: str, *, since: datetime | None = None

@@ -70,6 +70,9 @@ api_calls = sa.Table(
     sa.Column("status", sa.Integer),
     sa.Column("org_used", sa.Integer),
     sa.Column("org_max", sa.Integer),
+    # Ticks and runs read a tenant's recent rows: its latest reading and its
+    # calls of the last 24 hours.
+    sa.Index("ix_api_calls_tenant_at", "tenant_id", "at"),
 )
 
 notifications = sa.Table(

@@ -90,3 +90,43 @@ def test_control_store_on_postgres(postgres_url):
 def test_tenant_id_rejects_unsafe_values(bad):
     with pytest.raises(ValueError, match="invalid tenant id"):
         check_tenant_id(bad)
+
+
+def test_ledger_pruned_per_tenant(routiine_home):
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from routiine_pipeline.budget import LEDGER_RETENTION, BudgetGuard, BudgetPolicy
+    from routiine_pipeline.control import tables
+    from routiine_pipeline.settings import control_store_url
+
+    store = ControlStore(control_store_url())
+    now = datetime.now(UTC)
+    for tenant in ("acme", "globex"):
+        store.add_tenant(
+            tenant, org_type="production", login_url="https://login.salesforce.com"
+        )
+        with store.engine.begin() as conn:
+            for age in (timedelta(days=1), LEDGER_RETENTION + timedelta(days=1)):
+                conn.execute(
+                    tables.api_calls.insert().values(
+                        tenant_id=tenant, at=now - age, kind="composite", status=200
+                    )
+                )
+    guard = BudgetGuard(store, "acme", BudgetPolicy(), clock=lambda: now)
+    guard.last_usage_at = now  # a fresh reading: start_run makes no /limits call
+    guard.start_run(client=None)
+    with store.engine.connect() as conn:
+        counts = dict(
+            conn.execute(
+                sa.select(tables.api_calls.c.tenant_id, sa.func.count()).group_by(
+                    tables.api_calls.c.tenant_id
+                )
+            ).all()
+        )
+    assert counts == {"acme": 1, "globex": 2}
+    indexes = {
+        index["name"] for index in sa.inspect(store.engine).get_indexes("api_calls")
+    }
+    assert "ix_api_calls_tenant_at" in indexes
