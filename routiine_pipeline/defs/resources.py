@@ -20,6 +20,7 @@ from routiine_pipeline.salesforce.client import DEFAULT_API_VERSION, SalesforceC
 from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
 from routiine_pipeline.salesforce.oauth import OAuthApp, check_salesforce_url
 from routiine_pipeline.storage.lease import (
+    FencedConnection,
     default_holder,
     hold_tenant_lease,
     lease_required,
@@ -33,8 +34,8 @@ class TenantWarehouse(dg.ConfigurableResource):
     When the control store is PostgreSQL, run workers may sit on several
     machines that share the files over a network volume, so each open first
     takes the tenant's writer lease (storage/lease.py). A watchdog checks the
-    lease while the file is open and interrupts DuckDB if it was lost, and a
-    last check before closing fails the run of a worker that lost it.
+    lease while the file is open. Once it is lost, the running statement is
+    interrupted, every later use of the connection raises, and the run fails.
     """
 
     # Model and score runs started by the automation sensor carry no
@@ -68,7 +69,7 @@ class TenantWarehouse(dg.ConfigurableResource):
             ) as connection:
                 with lease.watch(self.lease_check_seconds, connection.interrupt):
                     try:
-                        yield connection
+                        yield FencedConnection(connection, lease)
                     except duckdb.InterruptException as error:
                         if lease.lost is not None:
                             raise lease.lost from error

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import duckdb
 import sqlalchemy as sa
 
 from routiine_pipeline.control import tables
@@ -147,6 +148,27 @@ class TenantLease:
         finally:
             stop.set()
             thread.join()
+
+
+class FencedConnection:
+    """A DuckDB connection that raises the lease's error once the lease is lost.
+
+    The watchdog's interrupt stops only a statement that is running at that
+    moment. An asset is often between statements (waiting on Salesforce,
+    scoring in Python), so every later use of the connection must fail too:
+    each attribute lookup checks the lease first.
+    """
+
+    def __init__(
+        self, connection: duckdb.DuckDBPyConnection, lease: TenantLease
+    ) -> None:
+        self._connection = connection
+        self._lease = lease
+
+    def __getattr__(self, name: str):
+        if self._lease.lost is not None:
+            raise self._lease.lost
+        return getattr(self._connection, name)
 
 
 def _current_holder(engine: sa.Engine, tenant: str) -> str:

@@ -202,3 +202,20 @@ def test_watchdog_interrupts_query_on_loss(shared_volume, postgres_url):
             ).fetchall()
     timer.join()
     assert time.monotonic() - started < 10
+
+
+def test_no_statement_after_lease_loss(shared_volume, postgres_url):
+    """Between statements when its lease is lost, a worker cannot run another one."""
+    warehouse = TenantWarehouse(lease_check_seconds=0.2)
+    with pytest.raises(WarehouseLeaseError, match="tenant acme"):
+        with warehouse.connect("acme", holder="run-1") as conn:
+            conn.execute("CREATE TABLE rows_written (n INTEGER)")
+            _terminate_lease_session(postgres_url, "acme")
+            for number in range(100):
+                conn.execute("INSERT INTO rows_written VALUES (?)", [number])
+                time.sleep(0.05)
+            pytest.fail("the worker kept writing for 5 s after losing its lease")
+    with duckdb.connect(str(settings.tenant_database_path("acme"))) as conn:
+        written = conn.execute("SELECT count(*) FROM rows_written").fetchone()[0]
+    # The watchdog checks every 0.2 s and a write takes 0.05 s, so a few rows at most.
+    assert written <= 10
