@@ -192,6 +192,15 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
         for tenant, storage_id in tenants.items()
         if written.get(tenant, 0) < storage_id
     }
+    # A tenant removed after its score was stored has no partition any more.
+    # Dagster would reject the whole tick for one such request, so it is dropped.
+    known = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    for tenant in sorted(set(tenants) - known):
+        context.log.info(
+            "Tenant %s no longer exists; its changed scores are not written back",
+            tenant,
+        )
+        del tenants[tenant]
     requests = [
         dg.RunRequest(
             run_key=f"writeback-{tenant}-{storage_id}",
@@ -204,7 +213,11 @@ def writeback_sensor(context: dg.SensorEvaluationContext):
     for tenant, due_at in sorted(
         due_retries(open_control_store(settings.control_store_url()), now).items()
     ):
-        if tenant not in tenants:
+        if tenant not in known:
+            context.log.info(
+                "Tenant %s no longer exists; its due retry is skipped", tenant
+            )
+        elif tenant not in tenants:
             requests.append(
                 dg.RunRequest(
                     run_key=f"writeback-retry-{tenant}-{due_at:%Y%m%dT%H%M%S}",

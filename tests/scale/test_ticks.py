@@ -255,6 +255,8 @@ def test_sensor_tick_requests_scored_and_retried(fleet, emulator):
         _materialize(instance, MOMENTUM_KEY, tenant, changed_scores=0)
     for tenant in written:
         _materialize(instance, WRITEBACK_KEY, tenant)
+    # Tenants removed after their score or retry was stored: no partition any more.
+    _materialize(instance, MOMENTUM_KEY, "removed-scored", changed_scores=4)
     scores = instance.get_latest_storage_id_by_partition(
         MOMENTUM_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION
     )
@@ -265,6 +267,7 @@ def test_sensor_tick_requests_scored_and_retried(fleet, emulator):
     retries += [(tenant, 2, wall + timedelta(days=1)) for tenant in retry_later]
     retries += [(tenant, 0, due_at) for tenant in retry_empty]
     retries += [(tenant, 3, None) for tenant in retry_unset]
+    retries += [("removed-retried", 2, due_at)]
     with fleet.store.engine.begin() as conn:
         conn.execute(
             budget_tables.writeback_retries.insert(),
@@ -296,6 +299,9 @@ def test_sensor_tick_requests_scored_and_retried(fleet, emulator):
         assert request.tags["dagster/partition"] == tenant
         assert request.tags["dagster/sensor_name"] == "writeback_sensor"
     assert data.cursor == str(max(scores.values()))
+    assert {"removed-scored", "removed-retried"}.isdisjoint(
+        request.partition_key for request in data.run_requests
+    )
     assert len(statements) == 1
 
     again = evaluate_sensor(fleet, cursor=data.cursor)
