@@ -121,6 +121,8 @@ class TenantRemoval:
     kept_files: list[Path]
     canceled_runs: list[str]
     """Ids of the tenant's queued runs that were canceled."""
+    revocation_failed: bool = False
+    """Whether Salesforce could not be reached or rejected the revocation."""
 
 
 def tenant_files(tenant_id: str) -> list[Path]:
@@ -169,12 +171,15 @@ def remove_tenant(
             f"or {settings.tenant_database_path(tenant_id).parent}"
         )
 
-    canceled = _cancel_queued_runs(instance, tenant_id)
     with ExitStack() as stack:
         if files and not keep_data:
             # Held until the files are gone, so that no run opens them meanwhile.
             _lock_tenant_files(stack, tenant_id, lock_wait_seconds)
-        revoked = _revoke(tenant_id) if registered else False
+        # Only now that nothing can stop the removal: a canceled run says the tenant is gone.
+        canceled = _cancel_queued_runs(instance, tenant_id)
+        revoked, revocation_failed = (
+            _revoke(tenant_id) if registered else (False, False)
+        )
         if has_partition:
             instance.delete_dynamic_partition(tenant_partitions.name, tenant_id)
         deleted, kept_files = ([], files) if keep_data else (_delete_files(files), [])
@@ -182,7 +187,14 @@ def remove_tenant(
     rows = store.remove_tenant(tenant_id)
 
     removal = TenantRemoval(
-        tenant_id, revoked, rows, has_partition, deleted, kept_files, canceled
+        tenant_id,
+        revoked,
+        rows,
+        has_partition,
+        deleted,
+        kept_files,
+        canceled,
+        revocation_failed,
     )
     log.info(
         "Removed tenant %s: %d queued runs canceled, %d control-store rows (%s), "
@@ -200,8 +212,10 @@ def remove_tenant(
 
 
 # Queued runs carry the tenant under one of these tags: routiine/tenant
-# (CLI, schedule, sensors) or the partition tag (backfills from the UI).
-_TENANT_RUN_TAGS = ("routiine/tenant", "dagster/partition/tenant")
+# (CLI, schedule, sensors), the tenant dimension's partition tag (backfills
+# of raw assets from the UI), or the partition tag of runs of tenant-partitioned
+# assets (models, scores and write-backs requested by automation or the UI).
+_TENANT_RUN_TAGS = ("routiine/tenant", "dagster/partition/tenant", "dagster/partition")
 
 
 def _cancel_queued_runs(instance: dg.DagsterInstance, tenant_id: str) -> list[str]:
@@ -227,16 +241,17 @@ def _cancel_queued_runs(instance: dg.DagsterInstance, tenant_id: str) -> list[st
     return sorted(runs)
 
 
-def _revoke(tenant_id: str) -> bool:
+def _revoke(tenant_id: str) -> tuple[bool, bool]:
+    """Revoke the tenant's refresh token; return (revoked, failed)."""
     try:
-        return connector().revoke(tenant_id)
+        return connector().revoke(tenant_id), False
     except Exception as error:  # noqa: BLE001 - removal goes on; the operator is told
         log.warning(
             "Tenant %s: token revocation failed (%s); revoke the app's access in Salesforce Setup",
             tenant_id,
             type(error).__name__,
         )
-        return False
+        return False, True
 
 
 def _lock_tenant_files(stack: ExitStack, tenant_id: str, wait_seconds: float) -> None:

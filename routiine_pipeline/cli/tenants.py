@@ -50,10 +50,16 @@ def cmd_tenants_remove(args: argparse.Namespace) -> int:
     from routiine_pipeline.tenants import remove_tenant
 
     removal = remove_tenant(dagster_instance(), args.tenant, keep_data=args.keep_data)
-    print(
-        f"Removed tenant {args.tenant}"
-        + (" and revoked its tokens" if removal.revoked else " (no token to revoke)")
-    )
+    if removal.revoked:
+        revocation = " and revoked its tokens"
+    elif removal.revocation_failed:
+        revocation = (
+            " but could not revoke its tokens: revoke the connected app's access "
+            "in the org's Salesforce Setup"
+        )
+    else:
+        revocation = " (no token to revoke)"
+    print(f"Removed tenant {args.tenant}{revocation}")
     if removal.canceled_runs:
         print(
             f"  canceled {len(removal.canceled_runs)} queued runs: "

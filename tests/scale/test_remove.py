@@ -223,6 +223,7 @@ def test_remove_waits_for_open_file(setup, read_only):
     database = settings.tenant_database_path("acme")
     before = rows_by_table(setup.store, "acme")
     instance = dg.DagsterInstance.get()
+    queued = _queued_run(instance, {"routiine/tenant": "acme"})
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(database)]
         + (["read-only"] if read_only else []),
@@ -238,6 +239,8 @@ def test_remove_waits_for_open_file(setup, read_only):
         assert instance.has_dynamic_partition(tenant_partitions.name, "acme")
         assert database.exists()
         assert setup.org.usage.calls["revoke"] == 0
+        # The tenant still exists, so its queued run must not be told otherwise.
+        assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
@@ -248,6 +251,7 @@ def test_remove_waits_for_open_file(setup, read_only):
     assert removal.deleted_files == [database]
     assert not database.exists()
     assert sum(removal.control_rows.values()) == sum(before.values())
+    assert removal.canceled_runs == [queued]
 
 
 @pytest.mark.parametrize("control_url", ["postgresql"], indirect=True)
@@ -258,6 +262,7 @@ def test_remove_waits_for_writer_lease(setup, control_url):
     database = settings.tenant_database_path("acme")
     before = rows_by_table(setup.store, "acme")
     instance = dg.DagsterInstance.get()
+    queued = _queued_run(instance, {"routiine/tenant": "acme"})
 
     with hold_tenant_lease(control_url, "acme", holder="run r-1 on worker-2"):
         with pytest.raises(TenantFileInUseError, match="held by run r-1 on worker-2"):
@@ -266,10 +271,13 @@ def test_remove_waits_for_writer_lease(setup, control_url):
         assert instance.has_dynamic_partition(tenant_partitions.name, "acme")
         assert database.exists()
         assert setup.org.usage.calls["revoke"] == 0
+        # The tenant still exists, so its queued run must not be told otherwise.
+        assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED
 
     removal = remove_tenant(instance, "acme", lock_wait_seconds=0.5)
 
     assert removal.deleted_files == [database]
+    assert removal.canceled_runs == [queued]
     assert "warehouse_leases" not in removal.control_rows
     assert rows_by_table(setup.store, "acme") == NO_ROWS
 
@@ -329,11 +337,12 @@ def test_remove_cancels_queued_runs_of_tenant(setup, capsys):
     instance = dg.DagsterInstance.get()
     sync = _queued_run(instance, {"routiine/tenant": "acme"})
     backfill = _queued_run(instance, {"dagster/partition/tenant": "acme"})
+    models = _queued_run(instance, {"dagster/partition": "acme"})
     other = _queued_run(instance, {"routiine/tenant": "globex"})
 
     assert main(["tenants", "remove", "acme"]) == 0
 
-    for run_id in (sync, backfill):
+    for run_id in (sync, backfill, models):
         run = instance.get_run_by_id(run_id)
         assert run.status == dg.DagsterRunStatus.CANCELED
         messages = [
@@ -346,5 +355,5 @@ def test_remove_cancels_queued_runs_of_tenant(setup, capsys):
             for message in messages
         ), messages
     assert instance.get_run_by_id(other).status == dg.DagsterRunStatus.QUEUED
-    assert "canceled 2 queued runs" in capsys.readouterr().out
+    assert "canceled 3 queued runs" in capsys.readouterr().out
     assert not settings.tenant_database_path("acme").exists()
