@@ -115,6 +115,29 @@ def materialized_months(instance: dg.DagsterInstance, tenant: str) -> set[str]:
     return done or set()
 
 
+def extracted_months(tenant: str) -> set[str]:
+    """Return the months whose window has a watermark row in the tenant's DuckDB file.
+
+    The event log alone is not enough: a tenant removed and added again
+    under the same id keeps its old materializations but has a new, empty file.
+    """
+    path = settings.tenant_database_path(tenant)
+    if not path.exists():
+        return set()
+    with open_database(path, read_only=True) as conn:
+        present = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '_watermarks'"
+        ).fetchone()[0]
+        if not present:
+            return set()
+        return {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT window_key FROM _watermarks"
+            ).fetchall()
+        }
+
+
 def backfill_tenant(
     instance: dg.DagsterInstance,
     tenant: str,
@@ -125,7 +148,11 @@ def backfill_tenant(
     run_start: datetime | None = None,
     progress: Callable[[str], None] = print,
 ) -> BackfillReport:
-    """Extract the tenant's months in order, skipping materialized ones unless `full_refresh`."""
+    """Extract the tenant's months in order, skipping extracted ones unless `full_refresh`.
+
+    A month is skipped when the event log shows all its raw assets
+    materialized and the tenant's file holds its watermarks.
+    """
     if parallel < 1:
         raise BackfillError(f"--parallel must be at least 1, got {parallel}")
     if not instance.has_dynamic_partition(tenant_partitions.name, tenant):
@@ -134,7 +161,9 @@ def backfill_tenant(
         )
     run_start = run_start or datetime.now(UTC)
     report = BackfillReport(tenant)
-    done = set() if full_refresh else materialized_months(instance, tenant)
+    done = set()
+    if not full_refresh:
+        done = materialized_months(instance, tenant) & extracted_months(tenant)
     pending = [month for month in months if month not in done]
     position = {month: index for index, month in enumerate(months, start=1)}
     for month in months:

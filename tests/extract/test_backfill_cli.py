@@ -134,6 +134,23 @@ def test_backfill_months_then_rerun_skips(backfill_env, capsys):
     assert org.data_api_calls - calls_before == 2
 
 
+def test_lost_file_is_extracted_again(backfill_env, capsys):
+    """The event log says done, but the file is new (tenant re-added, file lost): read again."""
+    org, instance = backfill_env
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
+    capsys.readouterr()
+    database = settings.tenant_database_path(TENANT)
+    for path in (database, Path(f"{database}.wal")):
+        path.unlink(missing_ok=True)
+
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
+    output = capsys.readouterr().out
+    assert "already materialized" not in output
+    assert "month 2025-01 (1/2): 8 rows" in output
+    assert "month 2025-02 (2/2): 12 rows" in output
+    assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY)
+
+
 def test_full_refresh_reads_every_month_again(backfill_env, capsys):
     org, instance = backfill_env
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03"]) == 0
