@@ -337,3 +337,54 @@ def test_helm_run_queue_matches_the_instance_file(helm_values):
     assert config["maxConcurrentRuns"] == deployed["max_concurrent_runs"]
     assert config["tagConcurrencyLimits"] == deployed["tag_concurrency_limits"]
     assert helm_values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+
+
+def test_helm_images_carry_the_kubernetes_launcher(helm_values):
+    """The webserver and daemon load K8sRunLauncher, so they run the image built with the k8s extra."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (k8s,) = project["optional-dependencies"]["k8s"]
+    dagster_postgres = next(
+        dependency
+        for dependency in project["dependencies"]
+        if dependency.startswith("dagster-postgres")
+    )
+    # The Dagster integration libraries are released together under one version.
+    assert k8s.split("==")[1] == dagster_postgres.split("==")[1]
+    installs = [
+        rest
+        for keyword, rest in _dockerfile()
+        if keyword == "RUN" and "pip install" in rest
+    ]
+    assert any('".[k8s]"' in command for command in installs)
+    image = helm_values["dagster-user-deployments"]["deployments"][0]["image"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        assert helm_values[component]["image"] == image, component
+
+
+def test_yaml_files_have_no_repeated_keys():
+    """A repeated key silently replaces the first block; reject it in every deployment file."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        assert not repeated, (
+            f"repeated keys {repeated} at line {node.start_mark.line + 1}"
+        )
+        return loader.construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    files = [
+        *DEPLOY.glob("*.yaml"),
+        *DEPLOY.glob("*.yml"),
+        *(DEPLOY / "helm").glob("*.yaml"),
+    ]
+    assert len(files) >= 6
+    for path in files:
+        yaml.load(path.read_text(), Loader=UniqueKeyLoader)
