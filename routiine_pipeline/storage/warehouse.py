@@ -45,7 +45,9 @@ def open_database(
                 raise WarehouseLockedError(
                     f"DuckDB file {path} is locked by another process: {error}. "
                     "Stop that process, or wait for it, then retry the run."
-                ) from error
+                    # The message already contains DuckDB's; without the chained
+                    # cause, a run's failure shows this advice, not only DuckDB's text.
+                ) from None
             log.info("DuckDB file %s is locked, retrying in %.1fs", path, delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -91,3 +91,41 @@ def test_model_asset_graph():
     assert "unique_deal_id" in blocking
     assert "unique_event_id" in blocking
     assert "unique_account_id" not in blocking
+
+
+def test_foreign_lock_fails_with_holder_and_advice(tenant_home):
+    """A process outside Dagster keeps the file open: the run fails in bounded time, naming it."""
+    import subprocess
+    import sys
+
+    from routiine_pipeline.jobs import failure_message
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+            str(tenant_home),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [TENANT])
+        result = dg.materialize(
+            [momentum_score],
+            instance=instance,
+            partition_key=TENANT,
+            resources={"warehouse": TenantWarehouse(lock_wait_seconds=1)},
+            raise_on_error=False,
+        )
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not result.success
+    message = failure_message(result)
+    assert f"PID {holder.pid}" in message
+    assert "Stop that process, or wait for it, then retry the run." in message
