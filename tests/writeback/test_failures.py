@@ -10,6 +10,7 @@ import pytest
 from sf_world import TENANT, load_opportunities, patches, set_scores, write_back
 
 from routiine_pipeline.control.notify import tenant_status
+from routiine_pipeline.defs.partitions import tenant_partitions
 from routiine_pipeline.defs.writeback import writeback_sensor
 from routiine_pipeline.writeback.alerts import send_cycle_alert
 from routiine_pipeline.writeback.queue import RetrySettings
@@ -252,6 +253,7 @@ def test_sensor_fires_for_due_retries(world):
     write_back(world, run_id="c1", retry=FAST)
     calls = world.org.data_api_calls
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
         result = writeback_sensor(dg.build_sensor_context(instance=instance))
     assert [request.partition_key for request in result] == [TENANT]
     assert result[0].run_key.startswith(f"writeback-retry-{TENANT}-")
@@ -267,5 +269,6 @@ def test_sensor_skips_when_retry_not_due(world):
         world, run_id="c1", retry=RetrySettings(base_backoff=far, max_backoff=far)
     )
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
         result = writeback_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason)
