@@ -33,9 +33,10 @@ class TenantWarehouse(dg.ConfigurableResource):
 
     When the control store is PostgreSQL, run workers may sit on several
     machines that share the files over a network volume, so each open first
-    takes the tenant's writer lease (storage/lease.py). A watchdog checks the
-    lease while the file is open. Once it is lost, the running statement is
-    interrupted, every later use of the connection raises, and the run fails.
+    takes the tenant's writer lease (storage/lease.py). Every COMMIT checks the
+    lease first, and a watchdog checks it while the file is open. Once it is
+    lost, the running statement is interrupted, every later use of the
+    connection raises, and the run fails.
     """
 
     # Model and score runs started by the automation sensor carry no
@@ -70,9 +71,10 @@ class TenantWarehouse(dg.ConfigurableResource):
                 with lease.watch(self.lease_check_seconds, connection.interrupt):
                     try:
                         yield FencedConnection(connection, lease)
-                    except duckdb.InterruptException as error:
+                    except duckdb.InterruptException:
                         if lease.lost is not None:
-                            raise lease.lost from error
+                            # Unchained, so a run's failure shows the lease advice, not "Interrupted!".
+                            raise lease.lost from None
                         raise
                 lease.check()
 

@@ -151,24 +151,59 @@ class TenantLease:
 
 
 class FencedConnection:
-    """A DuckDB connection that raises the lease's error once the lease is lost.
+    """A DuckDB connection whose statements run only while the writer lease is held.
 
     The watchdog's interrupt stops only a statement that is running at that
-    moment. An asset is often between statements (waiting on Salesforce,
-    scoring in Python), so every later use of the connection must fail too:
-    each attribute lookup checks the lease first.
+    moment, and an asset is often between statements. So each statement
+    first checks the lease: a COMMIT always with a round trip to PostgreSQL,
+    other statements at most every `check_every_seconds`, and every use
+    raises once a check has seen the loss.
     """
 
     def __init__(
-        self, connection: duckdb.DuckDBPyConnection, lease: TenantLease
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        lease: TenantLease,
+        *,
+        check_every_seconds: float = 0.5,
     ) -> None:
         self._connection = connection
         self._lease = lease
+        self._check_every = check_every_seconds
+        self._checked_at = time.monotonic()
+
+    def _check(self, method: str, args: tuple, kwargs: dict) -> None:
+        statement = args[0] if args else kwargs.get("query", "")
+        committing = method == "commit" or (
+            isinstance(statement, str)
+            and statement.lstrip().upper().startswith(("COMMIT", "END"))
+        )
+        now = time.monotonic()
+        if committing or now - self._checked_at >= self._check_every:
+            self._lease.check()
+            self._checked_at = now
 
     def __getattr__(self, name: str):
         if self._lease.lost is not None:
             raise self._lease.lost
-        return getattr(self._connection, name)
+        attribute = getattr(self._connection, name)
+        if not callable(attribute):
+            return attribute
+
+        def fenced(*args, **kwargs):
+            self._check(name, args, kwargs)
+            result = attribute(*args, **kwargs)
+            # execute() returns the connection itself, and a cursor is another
+            # connection to the same file: both stay fenced.
+            if result is self._connection:
+                return self
+            if name == "cursor":
+                return FencedConnection(
+                    result, self._lease, check_every_seconds=self._check_every
+                )
+            return result
+
+        return fenced
 
 
 def _current_holder(engine: sa.Engine, tenant: str) -> str:

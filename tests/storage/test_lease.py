@@ -219,3 +219,34 @@ def test_no_statement_after_lease_loss(shared_volume, postgres_url):
         written = conn.execute("SELECT count(*) FROM rows_written").fetchone()[0]
     # The watchdog checks every 0.2 s and a write takes 0.05 s, so a few rows at most.
     assert written <= 10
+
+
+def test_commit_checks_lease_first(shared_volume, postgres_url):
+    """A transaction cannot commit after the lease is lost, even before the watchdog's next check."""
+    warehouse = TenantWarehouse(lease_check_seconds=60)
+    with pytest.raises(WarehouseLeaseError, match="tenant acme"):
+        with warehouse.connect("acme", holder="run-1") as conn:
+            conn.execute("CREATE TABLE rows_written (n INTEGER)")
+            conn.execute("BEGIN TRANSACTION")
+            conn.execute("INSERT INTO rows_written VALUES (1)")
+            _terminate_lease_session(postgres_url, "acme")
+            conn.execute("COMMIT")
+    with duckdb.connect(str(settings.tenant_database_path("acme"))) as conn:
+        assert conn.execute("SELECT count(*) FROM rows_written").fetchone() == (0,)
+
+
+def test_chained_calls_and_cursors_stay_fenced(shared_volume, postgres_url):
+    warehouse = TenantWarehouse(lease_check_seconds=60)
+    with pytest.raises(WarehouseLeaseError) as raised:
+        with warehouse.connect("acme", holder="run-1") as conn:
+            chained = conn.execute("CREATE TABLE t (n INTEGER)")
+            cursor = conn.cursor()
+            _terminate_lease_session(postgres_url, "acme")
+            time.sleep(0.6)  # past the per-statement check interval
+            for target in (chained, cursor):
+                with pytest.raises(WarehouseLeaseError):
+                    target.execute("INSERT INTO t VALUES (1)")
+    # The run's failure shows the lease message, not an exception it chains.
+    assert raised.value.__cause__ is None
+    with duckdb.connect(str(settings.tenant_database_path("acme"))) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
