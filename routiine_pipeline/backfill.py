@@ -116,7 +116,7 @@ def materialized_months(instance: dg.DagsterInstance, tenant: str) -> set[str]:
 
 
 def extracted_months(tenant: str) -> set[str]:
-    """Return the months whose window has a watermark row in the tenant's DuckDB file.
+    """Return the months whose window has watermarks of every extracted sObject in the tenant's file.
 
     The event log alone is not enough: a tenant removed and added again
     under the same id keeps its old materializations but has a new, empty file.
@@ -130,12 +130,14 @@ def extracted_months(tenant: str) -> set[str]:
         ).fetchone()[0]
         if not present:
             return set()
-        return {
-            row[0]
-            for row in conn.execute(
-                "SELECT DISTINCT window_key FROM _watermarks"
-            ).fetchall()
-        }
+        # Every sObject this tenant extracts must have finished the window: a
+        # run killed part-way leaves watermarks for the sObjects it completed only.
+        rows = conn.execute(
+            "SELECT window_key FROM _watermarks GROUP BY window_key "
+            "HAVING count(DISTINCT sobject) = "
+            "(SELECT count(DISTINCT sobject) FROM _watermarks)"
+        ).fetchall()
+        return {row[0] for row in rows}
 
 
 def backfill_tenant(
@@ -170,7 +172,7 @@ def backfill_tenant(
         if month in done:
             report.months.append(MonthResult(month, "skipped"))
             progress(
-                f"month {month[:7]} ({position[month]}/{len(months)}): already materialized, skipped"
+                f"month {month[:7]} ({position[month]}/{len(months)}): already extracted, skipped"
             )
 
     for group in _groups(pending, parallel, run_start):

@@ -54,7 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="extract a tenant's history month by month through Dagster (resumable)",
         description=(
             "Run the tenant's month partitions of the raw assets through Dagster on the instance under "
-            "DAGSTER_HOME. Months whose raw assets are already materialized are skipped, so the same "
+            "DAGSTER_HOME. Months whose raw assets are materialized and whose windows the tenant's file holds "
+            "are skipped, so the same "
             "command resumes a backfill that crashed or stopped at the API limit."
         ),
     )

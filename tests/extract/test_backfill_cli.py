@@ -124,8 +124,8 @@ def test_backfill_months_then_rerun_skips(backfill_env, capsys):
     queries_before = len(org.soql_log)
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03"]) == 0
     second = capsys.readouterr().out
-    assert "month 2025-01 (1/3): already materialized, skipped" in second
-    assert "month 2025-02 (2/3): already materialized, skipped" in second
+    assert "month 2025-01 (1/3): already extracted, skipped" in second
+    assert "month 2025-02 (2/3): already extracted, skipped" in second
     assert "month 2025-03 (3/3): 7 rows" in second
     assert len(_backfill_runs(instance)) == 3
     assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY, MARCH)
@@ -145,9 +145,27 @@ def test_lost_file_is_extracted_again(backfill_env, capsys):
 
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
     output = capsys.readouterr().out
-    assert "already materialized" not in output
+    assert "already extracted" not in output
     assert "month 2025-01 (1/2): 8 rows" in output
     assert "month 2025-02 (2/2): 12 rows" in output
+    assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY)
+
+
+def test_half_extracted_month_is_read_again(backfill_env, capsys):
+    """A window that lacks one sObject's watermark (a run killed part-way) is not skipped."""
+    org, instance = backfill_env
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
+    capsys.readouterr()
+    with open_database(settings.tenant_database_path(TENANT)) as conn:
+        conn.execute(
+            "DELETE FROM _watermarks WHERE sobject = 'Task' AND window_key = ?",
+            [JANUARY],
+        )
+
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
+    output = capsys.readouterr().out
+    assert "month 2025-01 (1/2): already extracted" not in output
+    assert "month 2025-02 (2/2): already extracted, skipped" in output
     assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY)
 
 
@@ -172,7 +190,7 @@ def test_full_refresh_reads_every_month_again(backfill_env, capsys):
         == 0
     )
     output = capsys.readouterr().out
-    assert "already materialized" not in output
+    assert "already extracted" not in output
     assert "3 months extracted, 0 skipped" in output
     lowers = sorted(_lower_bounds(org.soql_log[queries_before:]))
     assert lowers == [
@@ -232,7 +250,7 @@ def test_api_limit_stops_cleanly(backfill_env, capsys):
         == EXIT_STOPPED
     )
     output = capsys.readouterr().out
-    assert "month 2025-01 (1/3): already materialized, skipped" in output
+    assert "month 2025-01 (1/3): already extracted, skipped" in output
     assert "month 2025-02 (2/3): stopped" in output
     assert "2025-03 (3/3)" not in output
     assert "Stopped at the API limit with 2 month(s) left" in output
