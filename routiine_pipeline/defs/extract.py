@@ -125,7 +125,9 @@ def salesforce_raw(
 
     try:
         client, guard = salesforce.client(tenant, run_id=context.run_id, phase=phase)
-        with warehouse.connect(tenant, holder=context.run_id) as conn:
+        with warehouse.connect(
+            tenant, holder=context.run_id, instance=context.instance
+        ) as conn:
             # Reads /limits only when the last usage reading is stale.
             guard.start_run(client)
             plans = plan_tenant_fields(client, conn, tenant, selected)

@@ -185,7 +185,9 @@ def build_model_asset(project: ModelProject, model: SqlModel) -> dg.AssetsDefini
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         tenant = context.partition_key
         mapping = load_tenant_mapping(tenant)
-        with warehouse.connect(tenant, holder=context.run_id) as conn:
+        with warehouse.connect(
+            tenant, holder=context.run_id, instance=context.instance
+        ) as conn:
             write_mapping_tables(conn, tenant, mapping)
             result = run_model(conn, model, tenant, mapping)
             outcomes = run_model_tests(conn, model)

@@ -16,6 +16,7 @@ from routiine_pipeline.budget_state import apply_overrides
 from routiine_pipeline.control.store import ControlStore, open_control_store, utcnow
 from routiine_pipeline.control.tokens import StoredTokens
 from routiine_pipeline.control.vault import TokenVault, load_keys
+from routiine_pipeline.defs.partitions import tenant_partitions
 from routiine_pipeline.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
 from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
 from routiine_pipeline.salesforce.oauth import OAuthApp, check_salesforce_url
@@ -50,33 +51,67 @@ class TenantWarehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connect(
-        self, tenant: str, *, read_only: bool = False, holder: str | None = None
+        self,
+        tenant: str,
+        *,
+        read_only: bool = False,
+        holder: str | None = None,
+        instance: dg.DagsterInstance | None = None,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the tenant's DuckDB file; `holder` (a run id) names this worker in the lease table."""
+        """Open the tenant's DuckDB file; `holder` (a run id) names this worker in the lease table.
+
+        With `instance`, the tenant's partition is checked once the file is
+        open, so a run that waited while the tenant was removed fails with
+        TenantRemovedError instead of creating a new file for it.
+        """
         path = settings.tenant_database_path(tenant)
+        existed = path.exists()
         control_url = self.control_url or settings.control_store_url()
-        if not lease_required(control_url):
-            with open_database(
-                path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
-            ) as connection:
-                yield connection
-            return
-        label = f"run {holder} on {default_holder()}" if holder else None
-        with hold_tenant_lease(
-            control_url, tenant, holder=label, wait_seconds=self.lock_wait_seconds
-        ) as lease:
-            with open_database(
-                path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
-            ) as connection:
-                with lease.watch(self.lease_check_seconds, connection.interrupt):
-                    try:
-                        yield FencedConnection(connection, lease)
-                    except duckdb.InterruptException:
-                        if lease.lost is not None:
-                            # Unchained, so a run's failure shows the lease advice, not "Interrupted!".
-                            raise lease.lost from None
-                        raise
-                lease.check()
+        try:
+            if not lease_required(control_url):
+                with open_database(
+                    path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
+                ) as connection:
+                    _check_tenant_exists(instance, tenant)
+                    yield connection
+                return
+            label = f"run {holder} on {default_holder()}" if holder else None
+            with hold_tenant_lease(
+                control_url, tenant, holder=label, wait_seconds=self.lock_wait_seconds
+            ) as lease:
+                with open_database(
+                    path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
+                ) as connection:
+                    _check_tenant_exists(instance, tenant)
+                    with lease.watch(self.lease_check_seconds, connection.interrupt):
+                        try:
+                            yield FencedConnection(connection, lease)
+                        except duckdb.InterruptException:
+                            if lease.lost is not None:
+                                # Unchained, so a run's failure shows the lease advice, not "Interrupted!".
+                                raise lease.lost from None
+                            raise
+                    lease.check()
+        except TenantRemovedError:
+            if not existed:
+                # Opening created an empty file for a tenant that no longer exists.
+                for leftover in (path, path.with_name(f"{path.name}.wal")):
+                    leftover.unlink(missing_ok=True)
+            raise
+
+
+class TenantRemovedError(RuntimeError):
+    """The tenant was removed while this run waited for its file; the run wrote nothing."""
+
+
+def _check_tenant_exists(instance: dg.DagsterInstance | None, tenant: str) -> None:
+    if instance is not None and not instance.has_dynamic_partition(
+        tenant_partitions.name, tenant
+    ):
+        raise TenantRemovedError(
+            f"tenant {tenant} no longer exists: it was removed while this run waited for "
+            "its file, so the run wrote nothing"
+        )
 
 
 class ControlPlane(dg.ConfigurableResource):

@@ -137,7 +137,9 @@ def momentum_score(
     computed_at = datetime.now(UTC)
     as_of = config.as_of_time(computed_at)
     weights = config.weights()
-    with warehouse.connect(tenant, holder=context.run_id) as conn:
+    with warehouse.connect(
+        tenant, holder=context.run_id, instance=context.instance
+    ) as conn:
         scores = score_open_deals(conn, as_of, weights)
         summary = write_scores(conn, scores, computed_at)
         preview = conn.execute(_PREVIEW_SQL).fetchall()

@@ -73,7 +73,9 @@ def opportunity_writeback(
     store = salesforce.budget.control.store()
     try:
         client, guard = salesforce.client(tenant, run_id=context.run_id, phase=phase)
-        with warehouse.connect(tenant, holder=context.run_id) as conn:
+        with warehouse.connect(
+            tenant, holder=context.run_id, instance=context.instance
+        ) as conn:
             guard.start_run(client)
             describe = load_describes(client, conn, ["Opportunity"]).get("Opportunity")
             check_writable(describe, tenant)
