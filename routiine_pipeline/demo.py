@@ -71,7 +71,10 @@ def _reset_tenant(instance: dg.DagsterInstance) -> None:
 def _connect(emulator_url: str, instance: dg.DagsterInstance) -> None:
     from routiine_pipeline.tenants import LoopbackCallback, add_tenant, connector
 
-    add_tenant(instance, TENANT, org_type="production", login=emulator_url)
+    # Each demo starts the tenant afresh and runs every step itself.
+    add_tenant(
+        instance, TENANT, org_type="production", login=emulator_url, reuse_history=True
+    )
     tenant_connector = connector()
     with LoopbackCallback(tenant_connector) as callback:
         authorize_url = tenant_connector.start(TENANT)

@@ -71,9 +71,22 @@ def add_tenant(
     org_type: str,
     my_domain: str | None = None,
     login: str | None = None,
+    reuse_history: bool = False,
 ) -> Tenant:
-    """Register a tenant and its Dagster partition; `login` overrides the host (emulator only)."""
+    """Register a tenant and its Dagster partition; `login` overrides the host (emulator only).
+
+    Raises ValueError when the id belonged to a removed tenant whose
+    materializations remain in the instance's event log, unless
+    `reuse_history` (the demo, which rebuilds everything itself). A new
+    tenant under such an id would look backfilled to Dagster's automation,
+    which could then score and write back deals from one month of data.
+    """
     check_tenant_id(tenant_id)
+    if not reuse_history and _has_materializations(instance, tenant_id):
+        raise ValueError(
+            f"tenant id {tenant_id!r} was used by a removed tenant, and its materializations "
+            "remain in this Dagster instance's event log: add the tenant under another id"
+        )
     if org_type not in ORG_TYPES:
         raise ValueError(
             f"unknown org type {org_type!r}: use one of {', '.join(ORG_TYPES)}"
@@ -97,6 +110,19 @@ def add_tenant(
     instance.add_dynamic_partitions(tenant_partitions.name, [tenant_id])
     log.info("Added tenant %s (%s, login %s)", tenant_id, org_type, host)
     return tenant
+
+
+def _has_materializations(instance: dg.DagsterInstance, tenant_id: str) -> bool:
+    """Tell whether the event log holds a materialization of any partition of the tenant."""
+    from routiine_pipeline.defs.extract import RAW_ASSET_KEYS
+
+    for key in RAW_ASSET_KEYS.values():
+        for partition in instance.get_materialized_partitions(key):
+            if tenant_id in partition.split("|"):
+                return True
+    return tenant_id in instance.get_materialized_partitions(
+        dg.AssetKey("momentum_score")
+    )
 
 
 # How long removal waits for another process to close the tenant's DuckDB file.
@@ -172,8 +198,9 @@ def remove_tenant(
         )
 
     with ExitStack() as stack:
-        if files and not keep_data:
-            # Held until the files are gone, so that no run opens them meanwhile.
+        if files:
+            # Held until the partition (and without keep_data the files) is gone,
+            # so that no run opens the file meanwhile.
             _lock_tenant_files(stack, tenant_id, lock_wait_seconds)
         # Only now that nothing can stop the removal: a canceled run says the tenant is gone.
         canceled = _cancel_queued_runs(instance, tenant_id)

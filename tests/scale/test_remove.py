@@ -357,3 +357,25 @@ def test_remove_cancels_queued_runs_of_tenant(setup, capsys):
     assert instance.get_run_by_id(other).status == dg.DagsterRunStatus.QUEUED
     assert "canceled 3 queued runs" in capsys.readouterr().out
     assert not settings.tenant_database_path("acme").exists()
+
+
+def test_readding_removed_id_rejected(setup, capsys):
+    """An id whose materializations remain would look backfilled; adding it again is rejected."""
+    add_and_connect(setup, "acme")
+    instance = dg.DagsterInstance.get()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            dg.AssetKey(["raw", "opportunity"]),
+            partition=dg.MultiPartitionKey({"tenant": "acme", "month": "2025-01-01"}),
+        )
+    )
+    assert main(["tenants", "remove", "acme"]) == 0
+    capsys.readouterr()
+
+    assert main(["tenants", "add", "acme", "--login-url", setup.server.url]) != 0
+    error = capsys.readouterr().err
+    assert "tenant id 'acme' was used by a removed tenant" in error
+    assert "add the tenant under another id" in error
+    assert not instance.has_dynamic_partition(tenant_partitions.name, "acme")
+    # A fresh id works.
+    assert main(["tenants", "add", "acme-2", "--login-url", setup.server.url]) == 0
