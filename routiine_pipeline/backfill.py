@@ -116,7 +116,7 @@ def materialized_months(instance: dg.DagsterInstance, tenant: str) -> set[str]:
 
 
 def extracted_months(tenant: str) -> set[str]:
-    """Return the months whose window has watermarks of every extracted sObject in the tenant's file.
+    """Return the months whose window has a watermark of every extracted sObject in the tenant's file.
 
     The event log alone is not enough: a tenant removed and added again
     under the same id keeps its old materializations but has a new, empty file.
@@ -130,12 +130,12 @@ def extracted_months(tenant: str) -> set[str]:
         ).fetchone()[0]
         if not present:
             return set()
-        # Every sObject this tenant extracts must have finished the window: a
-        # run killed part-way leaves watermarks for the sObjects it completed only.
+        # Every extracted sObject must have finished the window: a run killed
+        # part-way leaves watermarks for the sObjects it completed only.
         rows = conn.execute(
-            "SELECT window_key FROM _watermarks GROUP BY window_key "
-            "HAVING count(DISTINCT sobject) = "
-            "(SELECT count(DISTINCT sobject) FROM _watermarks)"
+            "SELECT window_key FROM _watermarks WHERE sobject IN ? "
+            "GROUP BY window_key HAVING count(DISTINCT sobject) = ?",
+            [list(RAW_ASSET_KEYS), len(RAW_ASSET_KEYS)],
         ).fetchall()
         return {row[0] for row in rows}
 

@@ -18,7 +18,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     instance = dagster_instance()
     now = datetime.now(UTC)
     months = month_keys(args.from_month, args.to_month, now=now)
-    mode = "full refresh" if args.full_refresh else "skipping materialized months"
+    mode = "full refresh" if args.full_refresh else "skipping extracted months"
     print(
         f"Backfilling tenant {args.tenant}: {len(months)} months, {months[0][:7]} to {months[-1][:7]} ({mode})",
         flush=True,

@@ -169,6 +169,20 @@ def test_half_extracted_month_is_read_again(backfill_env, capsys):
     assert _rows_by_month() == _expected_rows(JANUARY, FEBRUARY)
 
 
+def test_only_month_half_extracted_is_read_again(backfill_env, capsys):
+    """The file holds one month, which lacks an sObject: the month still counts as not done."""
+    org, instance = backfill_env
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-01"]) == 0
+    capsys.readouterr()
+    with open_database(settings.tenant_database_path(TENANT)) as conn:
+        conn.execute("DELETE FROM _watermarks WHERE sobject = 'Task'")
+
+    assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-01"]) == 0
+    output = capsys.readouterr().out
+    assert "already extracted" not in output
+    assert "month 2025-01 (1/1): 8 rows" in output
+
+
 def test_full_refresh_reads_every_month_again(backfill_env, capsys):
     org, instance = backfill_env
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-03"]) == 0
