@@ -22,6 +22,7 @@ from routiine_pipeline.salesforce.errors import ReauthorizationRequiredError
 from routiine_pipeline.salesforce.oauth import OAuthApp, check_salesforce_url
 from routiine_pipeline.storage.lease import (
     FencedConnection,
+    WarehouseLeaseError,
     default_holder,
     hold_tenant_lease,
     lease_required,
@@ -62,17 +63,16 @@ class TenantWarehouse(dg.ConfigurableResource):
 
         With `instance`, the tenant's partition is checked once the file is
         open, so a run that waited while the tenant was removed fails with
-        TenantRemovedError instead of creating a new file for it.
+        TenantRemovedError, and the empty file its open created is deleted.
         """
         path = settings.tenant_database_path(tenant)
-        existed = path.exists()
         control_url = self.control_url or settings.control_store_url()
         try:
             if not lease_required(control_url):
                 with open_database(
                     path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
                 ) as connection:
-                    _check_tenant_exists(instance, tenant)
+                    _check_tenant_exists(instance, tenant, connection)
                     yield connection
                 return
             label = f"run {holder} on {default_holder()}" if holder else None
@@ -82,19 +82,26 @@ class TenantWarehouse(dg.ConfigurableResource):
                 with open_database(
                     path, read_only=read_only, lock_wait_seconds=self.lock_wait_seconds
                 ) as connection:
-                    _check_tenant_exists(instance, tenant)
-                    with lease.watch(self.lease_check_seconds, connection.interrupt):
-                        try:
-                            yield FencedConnection(connection, lease)
-                        except duckdb.InterruptException:
-                            if lease.lost is not None:
-                                # Unchained, so a run's failure shows the lease advice, not "Interrupted!".
-                                raise lease.lost from None
-                            raise
-                    lease.check()
-        except TenantRemovedError:
-            if not existed:
-                # Opening created an empty file for a tenant that no longer exists.
+                    _check_tenant_exists(instance, tenant, connection)
+                    try:
+                        with lease.watch(
+                            self.lease_check_seconds, connection.interrupt
+                        ):
+                            try:
+                                yield FencedConnection(connection, lease)
+                            except duckdb.InterruptException:
+                                if lease.lost is not None:
+                                    # Unchained, so a run's failure shows the lease advice, not "Interrupted!".
+                                    raise lease.lost from None
+                                raise
+                        lease.check()
+                    except WarehouseLeaseError:
+                        # Closing would checkpoint the write-ahead log into the file,
+                        # which the new lease holder may have open by now.
+                        connection.execute("PRAGMA disable_checkpoint_on_shutdown")
+                        raise
+        except TenantRemovedError as error:
+            if error.created_file:
                 for leftover in (path, path.with_name(f"{path.name}.wal")):
                     leftover.unlink(missing_ok=True)
             raise
@@ -103,15 +110,29 @@ class TenantWarehouse(dg.ConfigurableResource):
 class TenantRemovedError(RuntimeError):
     """The tenant was removed while this run waited for its file; the run wrote nothing."""
 
+    def __init__(self, message: str, *, created_file: bool) -> None:
+        super().__init__(message)
+        self.created_file = created_file
 
-def _check_tenant_exists(instance: dg.DagsterInstance | None, tenant: str) -> None:
-    if instance is not None and not instance.has_dynamic_partition(
+
+def _check_tenant_exists(
+    instance: dg.DagsterInstance | None,
+    tenant: str,
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    if instance is None or instance.has_dynamic_partition(
         tenant_partitions.name, tenant
     ):
-        raise TenantRemovedError(
-            f"tenant {tenant} no longer exists: it was removed while this run waited for "
-            "its file, so the run wrote nothing"
-        )
+        return
+    # A file without tables was created by this open, after removal deleted the tenant's file.
+    tables = connection.execute(
+        "SELECT count(*) FROM information_schema.tables"
+    ).fetchone()[0]
+    raise TenantRemovedError(
+        f"tenant {tenant} no longer exists: it was removed while this run waited for "
+        "its file, so the run wrote nothing",
+        created_file=tables == 0,
+    )
 
 
 class ControlPlane(dg.ConfigurableResource):

@@ -154,10 +154,14 @@ class FencedConnection:
     """A DuckDB connection whose statements run only while the writer lease is held.
 
     The watchdog's interrupt stops only a statement that is running at that
-    moment, and an asset is often between statements. So each statement
-    first checks the lease: a COMMIT always with a round trip to PostgreSQL,
-    other statements at most every `check_every_seconds`, and every use
-    raises once a check has seen the loss.
+    moment, and an asset is often between statements. So each call of a
+    connection method first checks the lease: text that may commit always
+    with a round trip to PostgreSQL, other statements at most every
+    `check_every_seconds`, and every use raises once a check has seen the loss.
+
+    NOTE: relation objects (`conn.table(...)`, `conn.sql(...)`) and what they
+    write are not fenced, and the watchdog interrupts the main connection
+    only, not its cursors. The pipeline writes through `execute` alone.
     """
 
     def __init__(
@@ -174,9 +178,11 @@ class FencedConnection:
 
     def _check(self, method: str, args: tuple, kwargs: dict) -> None:
         statement = args[0] if args else kwargs.get("query", "")
-        committing = method == "commit" or (
-            isinstance(statement, str)
-            and statement.lstrip().upper().startswith(("COMMIT", "END"))
+        # Any text that may commit gets the round trip: a COMMIT anywhere in it
+        # (after a comment, say), or several statements in one string.
+        text = statement.upper() if isinstance(statement, str) else ""
+        committing = (
+            method == "commit" or "COMMIT" in text or ";" in text.rstrip("; \n")
         )
         now = time.monotonic()
         if committing or now - self._checked_at >= self._check_every:

@@ -250,3 +250,56 @@ def test_chained_calls_and_cursors_stay_fenced(shared_volume, postgres_url):
     assert raised.value.__cause__ is None
     with duckdb.connect(str(settings.tenant_database_path("acme"))) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_worker_waiting_through_removal_leaves_no_file(
+    shared_volume, postgres_url, tmp_path
+):
+    """Removal deletes the file while a worker waits for the lease: the worker's open leaves nothing."""
+    import dagster as dg
+
+    from routiine_pipeline.defs.resources import TenantRemovedError
+
+    path = settings.tenant_database_path("acme")
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE raw_account AS SELECT 1 AS n")
+    holder = _start_holder(postgres_url, "acme", "removal", tmp_path)
+    outcome: list[BaseException] = []
+
+    def wait_and_open() -> None:
+        try:
+            with dg.instance_for_test() as instance:
+                with TenantWarehouse().connect("acme", instance=instance):
+                    pass
+        except BaseException as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+
+    worker = threading.Thread(target=wait_and_open)
+    worker.start()
+    time.sleep(1.0)  # the worker is now waiting for the lease
+    path.unlink()  # the removal deletes the file, then releases the lease
+    holder.kill()
+    holder.wait()
+    worker.join(timeout=60)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], TenantRemovedError)
+    assert not path.exists()
+
+
+def test_lost_lease_skips_checkpoint_on_close(shared_volume, postgres_url):
+    """Closing after a loss must not merge the write-ahead log into a file another worker may hold."""
+    path = settings.tenant_database_path("acme")
+    with pytest.raises(WarehouseLeaseError):
+        with TenantWarehouse(lease_check_seconds=60).connect(
+            "acme", holder="run-1"
+        ) as conn:
+            conn.execute(
+                "CREATE TABLE committed AS SELECT range AS n FROM range(100000)"
+            )
+            size_before = path.stat().st_size
+            _terminate_lease_session(postgres_url, "acme")
+    assert path.stat().st_size == size_before
+    assert Path(f"{path}.wal").exists()
+    # Rows committed while the lease was held are kept: the next open replays the log.
+    with duckdb.connect(str(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM committed").fetchone() == (100000,)
