@@ -82,6 +82,15 @@ def add_tenant(
     which could then score and write back deals from one month of data.
     """
     check_tenant_id(tenant_id)
+    store = control_store()
+    try:
+        store.get_tenant(tenant_id)
+    except TenantNotFoundError:
+        pass
+    else:
+        raise ValueError(
+            f"tenant {tenant_id!r} already exists; remove it first or pick another id"
+        )
     if not reuse_history and _has_materializations(instance, tenant_id):
         raise ValueError(
             f"tenant id {tenant_id!r} was used by a removed tenant, and its materializations "
@@ -104,7 +113,7 @@ def add_tenant(
         host = check_salesforce_url(login, allow_loopback=settings.loopback_allowed())
     elif org_type != "my_domain":
         host = login_url(org_type)
-    tenant = control_store().add_tenant(
+    tenant = store.add_tenant(
         tenant_id, org_type=org_type, login_url=host, my_domain=domain
     )
     instance.add_dynamic_partitions(tenant_partitions.name, [tenant_id])
@@ -301,8 +310,8 @@ def _lock_tenant_files(stack: ExitStack, tenant_id: str, wait_seconds: float) ->
             )
         except WarehouseLeaseError as error:
             raise TenantFileInUseError(
-                f"{error} Nothing was removed. Run `routiine tenants remove "
-                f"{tenant_id}` again once the run has ended"
+                f"{error} Nothing was removed. Run the same `routiine tenants remove` "
+                "command again once the run has ended"
             ) from None
     database = settings.tenant_database_path(tenant_id)
     if database.exists():
@@ -333,7 +342,7 @@ def _exclusive_lock(path: Path, tenant_id: str, wait_seconds: float) -> Iterator
                         f"tenant {tenant_id}: {path} is still open in another process after "
                         f"{wait_seconds:g} s (a run of the tenant, or a DuckDB session). "
                         "Nothing was removed. Wait for the run to end or stop that process, "
-                        f"then run `routiine tenants remove {tenant_id}` again"
+                        "then run the same `routiine tenants remove` command again"
                     ) from None
                 time.sleep(0.2)
         yield

@@ -78,8 +78,8 @@ def cmd_tenants_remove(args: argparse.Namespace) -> int:
         print(f"  kept {path}")
     if removal.kept_files:
         print(
-            "  Move the kept files away before adding a tenant with the same id, "
-            "which would otherwise open them."
+            "  Archive or delete the kept files. The id cannot be added again on this "
+            "Dagster instance, whose event log keeps the tenant's materializations."
         )
     return 0
 

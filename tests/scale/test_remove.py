@@ -208,7 +208,7 @@ def test_remove_keep_data_leaves_file(setup, capsys):
 
     out = capsys.readouterr().out
     assert f"kept {database}" in out
-    assert "Move the kept files away" in out
+    assert "Archive or delete the kept files" in out
     assert rows_by_table(setup.store, "acme") == NO_ROWS
     assert dg.DagsterInstance.get().get_dynamic_partitions(tenant_partitions.name) == []
     with open_database(database, read_only=True) as conn:
@@ -379,3 +379,10 @@ def test_readding_removed_id_rejected(setup, capsys):
     assert not instance.has_dynamic_partition(tenant_partitions.name, "acme")
     # A fresh id works.
     assert main(["tenants", "add", "acme-2", "--login-url", setup.server.url]) == 0
+
+
+def test_adding_existing_tenant_says_it_exists(setup, capsys):
+    add_and_connect(setup, "acme")
+    capsys.readouterr()
+    assert main(["tenants", "add", "acme", "--login-url", setup.server.url]) != 0
+    assert "tenant 'acme' already exists" in capsys.readouterr().err
