@@ -131,14 +131,7 @@ def _tenant_policies(
     `ApiBudget.policy` applies the overrides of the budget's own control
     store. When that is not the schedule's store, its overrides are read once.
     """
-    # NOTE: this repeats the defaults of ApiBudget.policy in defs/resources.py.
-    # tests/scale/test_ticks.py checks that both give the same policies.
-    defaults = BudgetPolicy(
-        share=budget.share,
-        ceiling=budget.ceiling,
-        run_cap=budget.run_cap,
-        stale_after=timedelta(minutes=budget.stale_after_minutes),
-    )
+    defaults = budget.default_policy()
     budget_store = budget.control.store()
     overrides = (
         snapshot.overrides

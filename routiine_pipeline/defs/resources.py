@@ -170,15 +170,18 @@ class ApiBudget(dg.ConfigurableResource):
     """Calls per sync cycle assumed until the ledger contains a sync from the last 24 hours."""
     control: ControlPlane
 
-    def policy(self, tenant: str) -> BudgetPolicy:
-        """Return the tenant's caps: these defaults with its control-store overrides applied."""
-        defaults = BudgetPolicy(
+    def default_policy(self) -> BudgetPolicy:
+        """Return the caps of a tenant without control-store overrides."""
+        return BudgetPolicy(
             share=self.share,
             ceiling=self.ceiling,
             run_cap=self.run_cap,
             stale_after=timedelta(minutes=self.stale_after_minutes),
         )
-        return apply_overrides(self.control.store(), tenant, defaults)
+
+    def policy(self, tenant: str) -> BudgetPolicy:
+        """Return the tenant's caps: these defaults with its control-store overrides applied."""
+        return apply_overrides(self.control.store(), tenant, self.default_policy())
 
     def interval_policy(self) -> IntervalPolicy:
         return IntervalPolicy(
