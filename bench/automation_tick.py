@@ -1,10 +1,11 @@
 """Time the model automation sensor's evaluation at many tenants.
 
-Registers N tenant partitions on a temporary Dagster instance (SQLite), then
-evaluates the automation conditions of the models and the score the way the
-daemon does, three times: with nothing changed, after raw materializations of
-every month for K tenants (their backfill), and after one month of one
-tenant (a sync). It prints the time and the run requests of each tick.
+Registers N tenant partitions on a temporary Dagster instance (SQLite). It
+then evaluates the automation conditions of the models and the score the way
+the daemon does, four times. The ticks come with nothing changed, after raw
+materializations of every month for K tenants (their backfill), after the
+requested models are materialized, and after one month of one tenant (a
+sync). It prints the time and the run requests of each tick.
 
     python bench/automation_tick.py                    # 1,000 tenants, 10 backfilled
     python bench/automation_tick.py --tenants 200 --changed 5 --json /tmp/tick.json

@@ -153,7 +153,7 @@ def backfill_tenant(
     """Extract the tenant's months in order, skipping extracted ones unless `full_refresh`.
 
     A month is skipped when the event log shows all its raw assets
-    materialized and the tenant's file holds its watermarks.
+    materialized and the tenant's file contains its watermarks.
     """
     if parallel < 1:
         raise BackfillError(f"--parallel must be at least 1, got {parallel}")

@@ -27,8 +27,8 @@ from routiine_pipeline.salesforce.limits import ApiUsage
 
 log = logging.getLogger(__name__)
 
-# The ledger decides intervals from its last 24 hours; older rows stay this
-# long for reports of API spend per tenant and phase, then runs delete them.
+# Intervals are decided from the ledger's last 24 hours. Older rows are kept
+# this long for reports of API spend per tenant and phase, then runs delete them.
 LEDGER_RETENTION = timedelta(days=35)
 
 

@@ -122,7 +122,7 @@ def add_tenant(
 
 
 def _has_materializations(instance: dg.DagsterInstance, tenant_id: str) -> bool:
-    """Tell whether the event log holds a materialization of any partition of the tenant."""
+    """Tell whether the event log contains a materialization of any partition of the tenant."""
     from routiine_pipeline.defs.extract import RAW_ASSET_KEYS
 
     for key in RAW_ASSET_KEYS.values():
@@ -211,7 +211,8 @@ def remove_tenant(
             # Held until the partition (and without keep_data the files) is gone,
             # so that no run opens the file meanwhile.
             _lock_tenant_files(stack, tenant_id, lock_wait_seconds)
-        # Only now that nothing can stop the removal: a canceled run says the tenant is gone.
+        # Runs are canceled only now, when nothing can stop the removal, because
+        # their cancellation message states that the tenant is gone.
         canceled = _cancel_queued_runs(instance, tenant_id)
         revoked, revocation_failed = (
             _revoke(tenant_id) if registered else (False, False)
@@ -247,10 +248,10 @@ def remove_tenant(
     return removal
 
 
-# Queued runs carry the tenant under one of these tags: routiine/tenant
-# (CLI, schedule, sensors), the tenant dimension's partition tag (backfills
-# of raw assets from the UI), or the partition tag of runs of tenant-partitioned
-# assets (models, scores and write-backs requested by automation or the UI).
+# Tags that carry the tenant of a queued run. The CLI, the schedule and the
+# sensors set routiine/tenant. Backfills of raw assets from the UI set the
+# tenant dimension's partition tag. Runs of tenant-partitioned assets (models,
+# scores, write-backs requested by automation or the UI) set dagster/partition.
 _TENANT_RUN_TAGS = ("routiine/tenant", "dagster/partition/tenant", "dagster/partition")
 
 

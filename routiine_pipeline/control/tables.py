@@ -85,9 +85,9 @@ notifications = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
 )
 
-# Who holds each tenant's writer lease (storage/lease.py), for the message a
-# waiting worker logs. The lock itself is a PostgreSQL advisory lock; a row
-# left by a worker that died is replaced by the next holder.
+# The current holder of each tenant's writer lease (storage/lease.py), named
+# in the message a waiting worker logs. The lock itself is a PostgreSQL
+# advisory lock, and the next holder replaces a row left by a worker that died.
 warehouse_leases = sa.Table(
     "warehouse_leases",
     metadata,

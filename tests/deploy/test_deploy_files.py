@@ -276,7 +276,7 @@ def helm_values():
     return _yaml(DEPLOY / "helm" / "values.yaml")
 
 
-def test_helm_uses_the_kubernetes_run_launcher_and_the_code_image(helm_values):
+def test_helm_kubernetes_launcher_and_image(helm_values):
     assert helm_values["runLauncher"]["type"] == "K8sRunLauncher"
     deployments = helm_values["dagster-user-deployments"]["deployments"]
     assert len(deployments) == 1
@@ -293,7 +293,7 @@ def test_helm_uses_the_kubernetes_run_launcher_and_the_code_image(helm_values):
     assert deployment["image"]["tag"] == IMAGE.split(":")[1]
 
 
-def test_helm_run_pods_mount_a_read_write_many_volume(helm_values):
+def test_helm_run_pods_mount_shared_volume(helm_values):
     claim = _yaml(DEPLOY / "helm" / "tenant-data-pvc.yaml")
     assert claim["kind"] == "PersistentVolumeClaim"
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]

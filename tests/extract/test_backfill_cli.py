@@ -135,7 +135,7 @@ def test_backfill_months_then_rerun_skips(backfill_env, capsys):
 
 
 def test_lost_file_is_extracted_again(backfill_env, capsys):
-    """The event log says done, but the file is new (tenant re-added, file lost): read again."""
+    """The event log marks the months done, but the file is new (tenant re-added, file lost), so they are read again."""
     org, instance = backfill_env
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-02"]) == 0
     capsys.readouterr()
@@ -170,7 +170,7 @@ def test_half_extracted_month_is_read_again(backfill_env, capsys):
 
 
 def test_only_month_half_extracted_is_read_again(backfill_env, capsys):
-    """The file holds one month, which lacks an sObject: the month still counts as not done."""
+    """The file contains one month, which lacks an sObject, so the month is not done."""
     org, instance = backfill_env
     assert main(["backfill", TENANT, "--from", "2025-01", "--to", "2025-01"]) == 0
     capsys.readouterr()

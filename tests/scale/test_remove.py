@@ -239,7 +239,7 @@ def test_remove_waits_for_open_file(setup, read_only):
         assert instance.has_dynamic_partition(tenant_partitions.name, "acme")
         assert database.exists()
         assert setup.org.usage.calls["revoke"] == 0
-        # The tenant still exists, so its queued run must not be told otherwise.
+        # The tenant still exists, so its queued run stays queued.
         assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED
     finally:
         holder.stdin.close()
@@ -271,7 +271,7 @@ def test_remove_waits_for_writer_lease(setup, control_url):
         assert instance.has_dynamic_partition(tenant_partitions.name, "acme")
         assert database.exists()
         assert setup.org.usage.calls["revoke"] == 0
-        # The tenant still exists, so its queued run must not be told otherwise.
+        # The tenant still exists, so its queued run stays queued.
         assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED
 
     removal = remove_tenant(instance, "acme", lock_wait_seconds=0.5)
